@@ -1,0 +1,213 @@
+//! Builds the shared state and the router, binds the listener, serves until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::access::require_api_access;
+use crate::asana::{AsanaClient, AsanaOAuth, PendingConsents, TokenFile, TokenManager};
+use crate::config::Settings;
+use crate::context::RestContextSource;
+use crate::error::ApiError;
+use crate::routes;
+use crate::telemetry;
+
+/// Largest request body accepted.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The connected user's tokens.
+    pub tokens: TokenManager,
+    /// Asana's REST API.
+    pub asana: AsanaClient,
+    /// Where contexts come from; `None` until `MCP_SERVER_URL` is set.
+    pub context: Option<RestContextSource>,
+    /// Asana's OAuth endpoints; `None` until the OAuth settings are complete.
+    pub oauth: Option<AsanaOAuth>,
+    /// Which OAuth settings are missing, for error messages.
+    pub missing_oauth: Vec<&'static str>,
+    /// Consents started and not yet finished.
+    pub consents: PendingConsents,
+    /// `LINKER_API_KEY`.
+    pub api_key: Option<SecretString>,
+    /// Whether cookies get `Secure` (the redirect URI is https).
+    pub secure_cookies: bool,
+}
+
+/// A failure to start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The HTTP client could not be built (TLS setup).
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr} (HOST, PORT): {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
+}
+
+impl AppState {
+    /// Builds clients and stores from the settings and loads the token file.
+    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        // One client for every upstream. It follows no redirects: the token endpoint must not
+        // (oauth2-rs: SSRF), and neither Asana's API nor the context server needs them.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("mcp-asana-linker/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(StartupError::HttpClient)?;
+        let oauth = settings.oauth_app.as_ref().map(|app| {
+            AsanaOAuth::new(
+                app,
+                &settings.asana_authorize_url,
+                &settings.asana_token_url,
+                settings.asana_scopes.clone(),
+                http.clone(),
+                settings.asana_timeout,
+            )
+        });
+        let tokens = TokenManager::load(
+            TokenFile::new(settings.token_store_path.clone()),
+            oauth.clone(),
+            settings.missing_oauth.clone(),
+        )
+        .await;
+        Ok(Self {
+            tokens,
+            asana: AsanaClient::new(
+                http.clone(),
+                &settings.asana_api_base_url,
+                settings.asana_timeout,
+            ),
+            context: settings
+                .mcp_server_url
+                .as_ref()
+                .map(|url| RestContextSource::new(http.clone(), url, settings.mcp_timeout)),
+            oauth,
+            missing_oauth: settings.missing_oauth.clone(),
+            consents: PendingConsents::default(),
+            api_key: settings.linker_api_key.clone(),
+            secure_cookies: settings
+                .oauth_app
+                .as_ref()
+                .is_some_and(|app| app.redirect_uri.scheme() == "https"),
+        })
+    }
+}
+
+/// The service's routes and layers over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let attach = post(routes::attach::attach)
+        .route_layer(from_fn_with_state(state.clone(), require_api_access));
+    Router::new()
+        .route("/health", get(routes::health::health))
+        .route("/asana/oauth/authorize", get(routes::oauth::authorize))
+        .route("/asana/oauth/callback", get(routes::oauth::callback))
+        .route("/asana/attach-context", attach)
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("a handler panicked".to_owned()).into_response()
+        }))
+        .layer(telemetry::trace_layer())
+        .with_state(state)
+}
+
+/// A bound, ready-to-run service.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Binds `HOST:PORT` and builds the state; logs what is not configured yet.
+    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let state = AppState::build(settings).await?;
+        if state.api_key.is_none() {
+            tracing::warn!("LINKER_API_KEY is not set: the API accepts loopback clients only");
+        }
+        if settings.mcp_server_url.is_none() {
+            tracing::warn!("MCP_SERVER_URL is not set: attach will answer 503 until it is");
+        }
+        if !settings.missing_oauth.is_empty() {
+            tracing::warn!(missing = ?settings.missing_oauth, "OAuth is not configured");
+        }
+        let addr = SocketAddr::new(settings.host, settings.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            router: router(Arc::new(state)),
+        })
+    }
+
+    /// The port actually bound (useful with `PORT=0`).
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        if let Ok(addr) = self.listener.local_addr() {
+            tracing::info!(%addr, "listening");
+        }
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,13 @@
+//! Everything on Asana's side: OAuth consent, the token store and refresh, the REST client.
+
+mod client;
+mod consent;
+mod oauth;
+mod token_file;
+mod tokens;
+
+pub use client::{AsanaClient, AsanaError, Story};
+pub use consent::PendingConsents;
+pub use oauth::{AsanaOAuth, Consent, OAuthError};
+pub use token_file::{AsanaUser, StoredTokens, TokenFile, TokenFileError};
+pub use tokens::{TokenError, TokenManager};

@@ -1,0 +1,350 @@
+//! Settings: embedded defaults < optional `.env` in the working directory < environment
+//! variables, layered with the `config` crate and validated once at startup.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+/// A setting that could not be read or parsed; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A value is present but malformed.
+    #[error("invalid setting {name}={value:?}: {reason}")]
+    Invalid {
+        /// The environment variable's name.
+        name: &'static str,
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The `.env` file exists but cannot be read.
+    #[error("cannot read {path}: {source}")]
+    DotEnv {
+        /// Path of the `.env` file.
+        path: String,
+        /// The parse or I/O error.
+        source: dotenvy::Error,
+    },
+    /// The layered sources could not be merged.
+    #[error("cannot load settings: {0}")]
+    Layering(#[from] config::ConfigError),
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The OAuth client registered in Asana's developer console.
+#[derive(Debug, Clone)]
+pub struct OAuthApp {
+    /// `ASANA_CLIENT_ID`.
+    pub client_id: String,
+    /// `ASANA_CLIENT_SECRET`.
+    pub client_secret: SecretString,
+    /// `ASANA_REDIRECT_URI`: where Asana sends the browser back to.
+    pub redirect_uri: Url,
+}
+
+/// Every setting of the service, typed and validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `HOST`: address to listen on.
+    pub host: IpAddr,
+    /// `PORT`: port to listen on (0 picks a free one, used by tests).
+    pub port: u16,
+    /// `MCP_SERVER_URL`: base URL of the context server.
+    pub mcp_server_url: Option<Url>,
+    /// The OAuth app, when all three of its settings are present.
+    pub oauth_app: Option<OAuthApp>,
+    /// Names of the OAuth settings that are missing, for error messages.
+    pub missing_oauth: Vec<&'static str>,
+    /// `ASANA_API_BASE_URL`: Asana's REST API root.
+    pub asana_api_base_url: Url,
+    /// `ASANA_AUTHORIZE_URL`: Asana's consent page.
+    pub asana_authorize_url: Url,
+    /// `ASANA_TOKEN_URL`: Asana's token endpoint.
+    pub asana_token_url: Url,
+    /// `ASANA_SCOPES`: space-separated scopes; `None` sends no scope (the app's default).
+    pub asana_scopes: Option<String>,
+    /// `TOKEN_STORE_PATH`: JSON file holding the OAuth tokens.
+    pub token_store_path: PathBuf,
+    /// `LINKER_API_KEY`: bearer key required on the API; `None` allows loopback clients only.
+    pub linker_api_key: Option<SecretString>,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `RUST_LOG`: tracing filter directives.
+    pub rust_log: String,
+    /// `ASANA_TIMEOUT_SECS`: bound on each call to Asana.
+    pub asana_timeout: Duration,
+    /// `MCP_TIMEOUT_SECS`: bound on each call to the context server.
+    pub mcp_timeout: Duration,
+}
+
+/// Every setting as text, after layering and before validation.
+#[derive(Debug, Deserialize)]
+struct RawSettings {
+    host: String,
+    port: String,
+    mcp_server_url: Option<String>,
+    asana_client_id: Option<String>,
+    asana_client_secret: Option<String>,
+    asana_redirect_uri: Option<String>,
+    asana_api_base_url: String,
+    asana_authorize_url: String,
+    asana_token_url: String,
+    asana_scopes: Option<String>,
+    token_store_path: String,
+    linker_api_key: Option<String>,
+    log_format: String,
+    rust_log: String,
+    asana_timeout_secs: String,
+    mcp_timeout_secs: String,
+}
+
+const DEFAULTS: &[(&str, &str)] = &[
+    ("host", "0.0.0.0"),
+    ("port", "3000"),
+    ("asana_api_base_url", "https://app.asana.com/api/1.0"),
+    (
+        "asana_authorize_url",
+        "https://app.asana.com/-/oauth_authorize",
+    ),
+    ("asana_token_url", "https://app.asana.com/-/oauth_token"),
+    ("token_store_path", "data/asana_tokens.json"),
+    ("log_format", "pretty"),
+    ("rust_log", "info"),
+    ("asana_timeout_secs", "10"),
+    ("mcp_timeout_secs", "10"),
+];
+
+impl Settings {
+    /// Loads settings from the defaults, `dir/.env` if present, then the process environment.
+    pub fn load(dir: &Path) -> Result<Self, SettingsError> {
+        Self::from_layers(read_dotenv(&dir.join(".env"))?, None)
+    }
+
+    /// Builds settings from explicit variables only (no `.env`, no process environment).
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, SettingsError> {
+        Self::from_layers(HashMap::new(), Some(vars))
+    }
+
+    fn from_layers(
+        dotenv: HashMap<String, String>,
+        env: Option<HashMap<String, String>>,
+    ) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder();
+        for (key, value) in DEFAULTS {
+            builder = builder.set_default(*key, *value)?;
+        }
+        let raw: RawSettings = builder
+            .add_source(layer(Some(dotenv)))
+            .add_source(layer(env))
+            .build()?
+            .try_deserialize()?;
+        raw.validate()
+    }
+}
+
+/// One layer of `NAME=value` pairs; `None` reads the process environment. Empty values count
+/// as unset, so `PORT=` falls back to the default.
+fn layer(vars: Option<HashMap<String, String>>) -> config::Environment {
+    config::Environment::default()
+        .ignore_empty(true)
+        .source(vars)
+}
+
+fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, SettingsError> {
+    let to_error = |source| SettingsError::DotEnv {
+        path: path.display().to_string(),
+        source,
+    };
+    match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter.collect::<Result<_, _>>().map_err(to_error),
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(HashMap::new())
+        }
+        Err(e) => Err(to_error(e)),
+    }
+}
+
+fn invalid(name: &'static str, value: &str, reason: impl ToString) -> SettingsError {
+    SettingsError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn parse_url(name: &'static str, value: &str) -> Result<Url, SettingsError> {
+    let url = Url::parse(value).map_err(|e| invalid(name, value, e))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(invalid(
+            name,
+            value,
+            format!("scheme {other} is not http(s)"),
+        )),
+    }
+}
+
+fn parse_secs(name: &'static str, value: &str) -> Result<Duration, SettingsError> {
+    match value.parse::<u64>() {
+        Ok(secs) if (1..=3600).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(invalid(
+            name,
+            value,
+            "expected whole seconds between 1 and 3600",
+        )),
+    }
+}
+
+impl RawSettings {
+    fn validate(self) -> Result<Settings, SettingsError> {
+        let host = self
+            .host
+            .parse()
+            .map_err(|e| invalid("HOST", &self.host, e))?;
+        let port = self
+            .port
+            .parse()
+            .map_err(|e| invalid("PORT", &self.port, e))?;
+        let mcp_server_url = self
+            .mcp_server_url
+            .as_deref()
+            .map(|v| parse_url("MCP_SERVER_URL", v))
+            .transpose()?;
+        let redirect_uri = self
+            .asana_redirect_uri
+            .as_deref()
+            .map(|v| parse_url("ASANA_REDIRECT_URI", v))
+            .transpose()?;
+        let missing_oauth: Vec<&'static str> = [
+            ("ASANA_CLIENT_ID", self.asana_client_id.is_none()),
+            ("ASANA_CLIENT_SECRET", self.asana_client_secret.is_none()),
+            ("ASANA_REDIRECT_URI", redirect_uri.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(name, missing)| missing.then_some(name))
+        .collect();
+        let oauth_app = match (self.asana_client_id, self.asana_client_secret, redirect_uri) {
+            (Some(client_id), Some(secret), Some(redirect_uri)) => Some(OAuthApp {
+                client_id,
+                client_secret: SecretString::from(secret),
+                redirect_uri,
+            }),
+            _ => None,
+        };
+        let log_format = match self.log_format.to_ascii_lowercase().as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            _ => {
+                return Err(invalid(
+                    "LOG_FORMAT",
+                    &self.log_format,
+                    "expected pretty or json",
+                ));
+            }
+        };
+        Ok(Settings {
+            host,
+            port,
+            mcp_server_url,
+            oauth_app,
+            missing_oauth,
+            asana_api_base_url: parse_url("ASANA_API_BASE_URL", &self.asana_api_base_url)?,
+            asana_authorize_url: parse_url("ASANA_AUTHORIZE_URL", &self.asana_authorize_url)?,
+            asana_token_url: parse_url("ASANA_TOKEN_URL", &self.asana_token_url)?,
+            asana_scopes: self.asana_scopes,
+            token_store_path: PathBuf::from(self.token_store_path),
+            linker_api_key: self.linker_api_key.map(SecretString::from),
+            log_format,
+            rust_log: self.rust_log,
+            asana_timeout: parse_secs("ASANA_TIMEOUT_SECS", &self.asana_timeout_secs)?,
+            mcp_timeout: parse_secs("MCP_TIMEOUT_SECS", &self.mcp_timeout_secs)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let settings = Settings::from_vars(HashMap::new()).expect("defaults are valid");
+        assert_eq!(settings.port, 3000);
+        assert_eq!(settings.host.to_string(), "0.0.0.0");
+        assert_eq!(
+            settings.token_store_path,
+            PathBuf::from("data/asana_tokens.json")
+        );
+        assert!(settings.oauth_app.is_none());
+        assert_eq!(
+            settings.missing_oauth,
+            [
+                "ASANA_CLIENT_ID",
+                "ASANA_CLIENT_SECRET",
+                "ASANA_REDIRECT_URI"
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_values_name_the_setting() {
+        let cases = [
+            ("PORT", "abc"),
+            ("PORT", "70000"),
+            ("HOST", "not an ip"),
+            ("MCP_SERVER_URL", "not a url"),
+            ("ASANA_API_BASE_URL", "ftp://example.com"),
+            ("LOG_FORMAT", "xml"),
+            ("MCP_TIMEOUT_SECS", "0"),
+        ];
+        for (name, value) in cases {
+            let error = Settings::from_vars(vars(&[(name, value)]))
+                .expect_err(&format!("{name}={value} should be refused"));
+            assert!(
+                error.to_string().contains(name),
+                "{name}={value}: message {error} does not name the setting"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let settings = Settings::from_vars(vars(&[("PORT", ""), ("MCP_SERVER_URL", "")]))
+            .expect("empty values fall back to defaults");
+        assert_eq!(settings.port, 3000);
+        assert!(settings.mcp_server_url.is_none());
+    }
+
+    #[test]
+    fn dotenv_is_overridden_by_the_environment() {
+        let dotenv = vars(&[("PORT", "4000"), ("ASANA_CLIENT_ID", "from-dotenv")]);
+        let settings =
+            Settings::from_layers(dotenv, Some(vars(&[("PORT", "5000")]))).expect("valid layers");
+        assert_eq!(settings.port, 5000);
+        assert_eq!(
+            settings.missing_oauth,
+            ["ASANA_CLIENT_SECRET", "ASANA_REDIRECT_URI"]
+        );
+    }
+}

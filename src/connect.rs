@@ -1,0 +1,105 @@
+//! Connecting an Asana account: starting a consent and finishing it at the callback.
+
+use secrecy::SecretString;
+use subtle::ConstantTimeEq;
+use url::Url;
+
+use crate::app::AppState;
+use crate::asana::{AsanaError, AsanaUser, OAuthError, TokenError};
+
+/// Why a consent could not be started or finished.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The OAuth settings are incomplete.
+    #[error("OAuth is not configured: set {}", .0.join(", "))]
+    NotConfigured(Vec<&'static str>),
+    /// The user declined, or Asana reported an error on the redirect.
+    #[error("Asana returned {error}")]
+    Denied {
+        /// Asana's `error` parameter.
+        error: String,
+    },
+    /// The `state` is missing, unknown, expired, reused, or not this browser's.
+    #[error("the consent state is missing, unknown, expired, already used or not this browser's")]
+    InvalidState,
+    /// The callback has no `code`.
+    #[error("the callback has no code")]
+    MissingCode,
+    /// The code exchange failed.
+    #[error("the code exchange failed")]
+    Exchange(#[source] OAuthError),
+    /// Reading the user's profile failed.
+    #[error("reading the Asana user failed")]
+    Profile(#[source] AsanaError),
+    /// Storing the tokens failed.
+    #[error("storing the tokens failed")]
+    Store(#[source] TokenError),
+}
+
+/// The query Asana sends back to the redirect URI.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CallbackParams {
+    /// Authorization code, on success.
+    pub code: Option<String>,
+    /// The state we handed out.
+    pub state: Option<String>,
+    /// OAuth error code, e.g. `access_denied`.
+    pub error: Option<String>,
+}
+
+/// Starts a consent: returns Asana's consent URL and the `state` to bind to the browser.
+pub fn start(state: &AppState) -> Result<(Url, String), ConnectError> {
+    let oauth = state
+        .oauth
+        .as_ref()
+        .ok_or_else(|| ConnectError::NotConfigured(state.missing_oauth.clone()))?;
+    let consent = oauth.consent();
+    state
+        .consents
+        .insert(consent.state.clone(), consent.verifier);
+    Ok((consent.url, consent.state))
+}
+
+/// Finishes a consent. The state is checked (and spent) before anything is sent to Asana.
+#[tracing::instrument(skip_all)]
+pub async fn finish(
+    state: &AppState,
+    params: CallbackParams,
+    browser_state: Option<&str>,
+) -> Result<AsanaUser, ConnectError> {
+    let oauth = state
+        .oauth
+        .as_ref()
+        .ok_or_else(|| ConnectError::NotConfigured(state.missing_oauth.clone()))?;
+    let verifier = params.state.as_deref().and_then(|s| state.consents.take(s));
+    if let Some(error) = params.error {
+        return Err(ConnectError::Denied { error });
+    }
+    let same_browser = match (params.state.as_deref(), browser_state) {
+        (Some(sent), Some(held)) => bool::from(sent.as_bytes().ct_eq(held.as_bytes())),
+        _ => false,
+    };
+    let verifier = verifier
+        .filter(|_| same_browser)
+        .ok_or(ConnectError::InvalidState)?;
+    let code = params.code.ok_or(ConnectError::MissingCode)?;
+    let granted = oauth
+        .exchange_code(code, verifier)
+        .await
+        .map_err(ConnectError::Exchange)?;
+    let user = match granted.user.clone() {
+        Some(user) => user,
+        None => profile(state, &granted.access_token).await?,
+    };
+    state
+        .tokens
+        .store_consent(granted, user.clone())
+        .await
+        .map_err(ConnectError::Store)?;
+    tracing::info!(user_gid = %user.gid, "Asana account connected");
+    Ok(user)
+}
+
+async fn profile(state: &AppState, token: &SecretString) -> Result<AsanaUser, ConnectError> {
+    state.asana.me(token).await.map_err(ConnectError::Profile)
+}

@@ -1,0 +1,53 @@
+//! The seed's REST contract: `GET {MCP_SERVER_URL}/contexts/{name}` → `{"context_text": "…"}`.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+use url::Url;
+
+use super::{Context, ContextError};
+use crate::domain::ContextName;
+
+#[derive(Deserialize)]
+struct ContextBody {
+    context_text: String,
+}
+
+/// A context server speaking the seed's REST contract.
+#[derive(Debug, Clone)]
+pub struct RestContextSource {
+    http: reqwest::Client,
+    base: String,
+    timeout: Duration,
+}
+
+impl RestContextSource {
+    /// A source at `base`; a path prefix in `base` is kept.
+    pub fn new(http: reqwest::Client, base: &Url, timeout: Duration) -> Self {
+        Self {
+            http,
+            base: base.as_str().trim_end_matches('/').to_owned(),
+            timeout,
+        }
+    }
+
+    /// Fetches one context; the name travels as one percent-encoded path segment.
+    #[tracing::instrument(skip_all, fields(context_name = %name))]
+    pub async fn fetch(&self, name: &ContextName) -> Result<Context, ContextError> {
+        let url = format!("{}/contexts/{}", self.base, name.as_path_segment());
+        let response = self.http.get(url).timeout(self.timeout).send().await?;
+        match response.status() {
+            status if status.is_success() => {
+                let body = response.bytes().await?;
+                let body: ContextBody = serde_json::from_slice(&body)
+                    .map_err(|e| ContextError::UnexpectedResponse(e.to_string()))?;
+                Ok(Context {
+                    text: body.context_text,
+                })
+            }
+            StatusCode::NOT_FOUND => Err(ContextError::NotFound(name.to_string())),
+            status => Err(ContextError::Status(status)),
+        }
+    }
+}

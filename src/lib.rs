@@ -1,0 +1,17 @@
+//! mcp-asana-linker: posts named contexts from an MCP server into Asana tasks, and owns the
+//! Asana side (OAuth consent, token storage and refresh).
+
+pub mod access;
+pub mod app;
+pub mod asana;
+pub mod attach;
+pub mod config;
+pub mod connect;
+pub mod context;
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod telemetry;
+
+pub use app::{AppState, Application};
+pub use config::Settings;

@@ -1,0 +1,5 @@
+//! HTTP handlers, one file per resource; each extracts, calls one function, maps the result.
+
+pub mod attach;
+pub mod health;
+pub mod oauth;
