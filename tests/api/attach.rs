@@ -1,0 +1,260 @@
+//! `POST /asana/attach-context`: the happy path, input rules and upstream failures.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{any, body_json, header, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::{
+    ACCESS_TOKEN, STORIES_PATH, Seed, error_code, spawn_app, spawn_app_with, story,
+};
+
+#[tokio::test]
+async fn attach_posts_the_context_in_a_data_envelope_and_answers_201() {
+    let app = spawn_app().await;
+    app.mount_context("design_notes", "# Design\nUse Rust.")
+        .await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .and(header(
+            "authorization",
+            format!("Bearer {ACCESS_TOKEN}").as_str(),
+        ))
+        .and(body_json(json!({"data": {"text": "# Design\nUse Rust."}})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(story("555")))
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+
+    let response = app
+        .post_attach(&json!({"task_gid": "1234567890", "context_name": "design_notes"}))
+        .await;
+
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        body,
+        json!({"story_gid": "555", "task_gid": "1234567890", "context_name": "design_notes"})
+    );
+}
+
+#[tokio::test]
+async fn context_names_reach_the_context_server_as_exactly_one_path_segment() {
+    let cases = [
+        ("../x", "/contexts/..%2Fx"),
+        ("a/b", "/contexts/a%2Fb"),
+        ("?", "/contexts/%3F"),
+        ("#", "/contexts/%23"),
+        ("a b%", "/contexts/a%20b%25"),
+    ];
+    for (name, expected_path) in cases {
+        let app = spawn_app().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"context_text": "t"})))
+            .expect(1)
+            .mount(&app.context)
+            .await;
+        app.expect_story("1", 1).await;
+
+        let response = app
+            .post_attach(&json!({"task_gid": "1234567890", "context_name": name}))
+            .await;
+
+        assert_eq!(response.status(), 201, "for {name:?}");
+        let received = app.context.received_requests().await.expect("recording on");
+        assert_eq!(received[0].url.path(), expected_path, "for {name:?}");
+        assert_eq!(received[0].url.query(), None, "for {name:?}");
+        assert_eq!(received[0].url.fragment(), None, "for {name:?}");
+    }
+}
+
+#[tokio::test]
+async fn invalid_inputs_get_400_and_reach_no_upstream() {
+    let app = spawn_app().await;
+    let long_name = "x".repeat(257);
+    let long_gid = "1".repeat(33);
+    let cases: [(Value, &str); 10] = [
+        (
+            json!({"task_gid": "", "context_name": "a"}),
+            "empty task_gid",
+        ),
+        (
+            json!({"task_gid": long_gid, "context_name": "a"}),
+            "33-digit task_gid",
+        ),
+        (
+            json!({"task_gid": "12ab", "context_name": "a"}),
+            "letters in task_gid",
+        ),
+        (
+            json!({"task_gid": "../1", "context_name": "a"}),
+            "path in task_gid",
+        ),
+        (
+            json!({"task_gid": 123, "context_name": "a"}),
+            "numeric task_gid",
+        ),
+        (
+            json!({"task_gid": "1", "context_name": ""}),
+            "empty context_name",
+        ),
+        (
+            json!({"task_gid": "1", "context_name": long_name}),
+            "257-char context_name",
+        ),
+        (
+            json!({"task_gid": "1", "context_name": "a\nb"}),
+            "newline in context_name",
+        ),
+        (
+            json!({"task_gid": "1", "context_name": ".."}),
+            "dot-dot context_name",
+        ),
+        (json!({"task_gid": "1"}), "missing context_name"),
+    ];
+    for (body, why) in cases {
+        let response = app.post_attach(&body).await;
+        assert_eq!(response.status(), 400, "{why}");
+        assert_eq!(error_code(response).await, "invalid_request", "{why}");
+    }
+    assert_eq!(app.upstream_requests().await, 0);
+}
+
+#[tokio::test]
+async fn an_unknown_context_gets_404_context_not_found_and_no_comment() {
+    let app = spawn_app().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&app.context)
+        .await;
+    app.expect_story("1", 0).await;
+
+    let response = app
+        .post_attach(&json!({"task_gid": "1234567890", "context_name": "nope"}))
+        .await;
+
+    assert_eq!(response.status(), 404);
+    assert_eq!(error_code(response).await, "context_not_found");
+}
+
+#[tokio::test]
+async fn asana_failures_map_to_their_error_codes() {
+    let cases = [
+        (404, "task_not_found", 404),
+        (403, "asana_forbidden", 403),
+        (400, "invalid_request", 400),
+        (500, "upstream_error", 502),
+        (503, "upstream_error", 502),
+    ];
+    for (asana_status, code, status) in cases {
+        let app = spawn_app().await;
+        app.mount_context("n", "t").await;
+        Mock::given(method("POST"))
+            .and(path(STORIES_PATH))
+            .respond_with(
+                ResponseTemplate::new(asana_status)
+                    .set_body_json(json!({"errors": [{"message": "asana says no"}]})),
+            )
+            .expect(1)
+            .mount(&app.asana)
+            .await;
+
+        let response = app
+            .post_attach(&json!({"task_gid": "1234567890", "context_name": "n"}))
+            .await;
+
+        assert_eq!(response.status(), status, "Asana {asana_status}");
+        assert_eq!(error_code(response).await, code, "Asana {asana_status}");
+    }
+}
+
+#[tokio::test]
+async fn asana_429_is_passed_on_with_retry_after() {
+    let app = spawn_app().await;
+    app.mount_context("n", "t").await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "30"))
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+
+    let response = app
+        .post_attach(&json!({"task_gid": "1234567890", "context_name": "n"}))
+        .await;
+
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "30");
+    assert_eq!(error_code(response).await, "asana_rate_limited");
+}
+
+#[tokio::test]
+async fn a_hanging_context_server_gets_504_within_the_timeout() {
+    let app = spawn_app_with(
+        Seed::Tokens(Duration::from_secs(3600)),
+        &[("MCP_TIMEOUT_SECS", "1")],
+    )
+    .await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&app.context)
+        .await;
+    app.expect_story("1", 0).await;
+    let started = std::time::Instant::now();
+
+    let response = app
+        .post_attach(&json!({"task_gid": "1234567890", "context_name": "n"}))
+        .await;
+
+    assert_eq!(response.status(), 504);
+    assert_eq!(error_code(response).await, "upstream_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn attach_without_a_connected_account_gets_503_asana_not_connected() {
+    let app = spawn_app_with(Seed::Nothing, &[]).await;
+    app.mount_context("n", "t").await;
+
+    let response = app
+        .post_attach(&json!({"task_gid": "1234567890", "context_name": "n"}))
+        .await;
+
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "asana_not_connected");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("/asana/oauth/authorize")),
+        "message should tell the user where to go: {body}"
+    );
+    assert_eq!(app.upstream_requests().await, 0);
+}
+
+#[tokio::test]
+async fn attach_without_settings_names_what_is_missing() {
+    let app = spawn_app_with(
+        Seed::Nothing,
+        &[("MCP_SERVER_URL", ""), ("ASANA_CLIENT_SECRET", "")],
+    )
+    .await;
+
+    let response = app
+        .post_attach(&json!({"task_gid": "1234567890", "context_name": "n"}))
+        .await;
+
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "not_configured");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("MCP_SERVER_URL") && message.contains("ASANA_CLIENT_SECRET"),
+        "{message}"
+    );
+}

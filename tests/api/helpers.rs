@@ -1,0 +1,223 @@
+//! `spawn_app()` and the mocks every test shares.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime};
+
+use mcp_asana_linker::asana::{AsanaUser, StoredTokens, TokenFile};
+use mcp_asana_linker::config::LogFormat;
+use mcp_asana_linker::{Application, Settings, telemetry};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Logs go to stderr only when `TEST_LOG` is set.
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = telemetry::init(LogFormat::Pretty, "debug");
+    }
+});
+
+pub const ACCESS_TOKEN: &str = "access-token-1";
+pub const REFRESH_TOKEN: &str = "refresh-token-1";
+pub const CLIENT_ID: &str = "client-123";
+pub const CLIENT_SECRET: &str = "client-secret-xyz";
+pub const TOKEN_PATH: &str = "/-/oauth_token";
+pub const STORIES_PATH: &str = "/api/1.0/tasks/1234567890/stories";
+
+/// What the stored tokens look like before the test starts.
+pub enum Seed {
+    /// No token file.
+    Nothing,
+    /// Tokens expiring in `Duration` (zero: already expired).
+    Tokens(Duration),
+}
+
+/// A running service with its fakes.
+pub struct TestApp {
+    pub address: String,
+    pub asana: MockServer,
+    pub context: MockServer,
+    pub token_path: PathBuf,
+    pub client: reqwest::Client,
+    _dir: TempDir,
+}
+
+/// Settings pointing at the fakes; `overrides` may replace or (with "") unset any of them.
+pub fn test_vars(
+    asana: &MockServer,
+    context: &MockServer,
+    dir: &TempDir,
+) -> HashMap<String, String> {
+    let asana_uri = asana.uri();
+    [
+        ("HOST", "127.0.0.1".to_owned()),
+        ("PORT", "0".to_owned()),
+        ("MCP_SERVER_URL", context.uri()),
+        ("ASANA_CLIENT_ID", CLIENT_ID.to_owned()),
+        ("ASANA_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        (
+            "ASANA_REDIRECT_URI",
+            "http://localhost:3000/asana/oauth/callback".to_owned(),
+        ),
+        ("ASANA_API_BASE_URL", format!("{asana_uri}/api/1.0")),
+        (
+            "ASANA_AUTHORIZE_URL",
+            format!("{asana_uri}/-/oauth_authorize"),
+        ),
+        ("ASANA_TOKEN_URL", format!("{asana_uri}{TOKEN_PATH}")),
+        (
+            "TOKEN_STORE_PATH",
+            dir.path()
+                .join("data/asana_tokens.json")
+                .display()
+                .to_string(),
+        ),
+        ("MCP_TIMEOUT_SECS", "2".to_owned()),
+        ("ASANA_TIMEOUT_SECS", "2".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// A connected service with a token valid for an hour.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Seed::Tokens(Duration::from_secs(3600)), &[]).await
+}
+
+/// A service with the given tokens and setting overrides.
+pub async fn spawn_app_with(seed: Seed, overrides: &[(&str, &str)]) -> TestApp {
+    LazyLock::force(&TRACING);
+    let asana = MockServer::start().await;
+    let context = MockServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut vars = test_vars(&asana, &context, &dir);
+    for (key, value) in overrides {
+        vars.insert((*key).to_owned(), (*value).to_owned());
+    }
+    let token_path = PathBuf::from(&vars["TOKEN_STORE_PATH"]);
+    if let Seed::Tokens(valid_for) = seed {
+        TokenFile::new(token_path.clone())
+            .save(&stored_tokens(ACCESS_TOKEN, Some(REFRESH_TOKEN), valid_for))
+            .await
+            .expect("seed the token file");
+    }
+    let settings = Settings::from_vars(vars).expect("test settings are valid");
+    let application = Application::build(&settings).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until(std::future::pending()));
+    TestApp {
+        address,
+        asana,
+        context,
+        token_path,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        _dir: dir,
+    }
+}
+
+pub fn stored_tokens(access: &str, refresh: Option<&str>, valid_for: Duration) -> StoredTokens {
+    StoredTokens {
+        access_token: SecretString::from(access),
+        refresh_token: refresh.map(SecretString::from),
+        expires_at: SystemTime::now() + valid_for,
+        user: AsanaUser {
+            gid: "42".into(),
+            name: "Ada Lovelace".into(),
+            email: Some("ada@example.com".into()),
+        },
+    }
+}
+
+impl TestApp {
+    /// `POST /asana/attach-context` with a JSON body.
+    pub async fn post_attach(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/asana/attach-context", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// The context server serves `text` for `name`.
+    pub async fn mount_context(&self, name: &str, text: &str) {
+        Mock::given(method("GET"))
+            .and(path(format!("/contexts/{name}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"context_text": text})))
+            .named("context")
+            .mount(&self.context)
+            .await;
+    }
+
+    /// Asana creates a story with gid `story_gid` on the test task, `times` times exactly.
+    pub async fn expect_story(&self, story_gid: &str, times: u64) {
+        Mock::given(method("POST"))
+            .and(path(STORIES_PATH))
+            .respond_with(ResponseTemplate::new(201).set_body_json(story(story_gid)))
+            .expect(times)
+            .named("create story")
+            .mount(&self.asana)
+            .await;
+    }
+
+    /// The token endpoint answers a refresh with `answer`, `times` times exactly.
+    pub async fn expect_refresh(&self, answer: ResponseTemplate, times: u64) {
+        Mock::given(method("POST"))
+            .and(path(TOKEN_PATH))
+            .and(body_string_contains("grant_type=refresh_token"))
+            .respond_with(answer)
+            .expect(times)
+            .named("refresh")
+            .mount(&self.asana)
+            .await;
+    }
+
+    /// The token file as JSON.
+    pub fn token_file(&self) -> Value {
+        let bytes = std::fs::read(&self.token_path).expect("token file exists");
+        serde_json::from_slice(&bytes).expect("token file is JSON")
+    }
+
+    /// Every request the fakes received.
+    pub async fn upstream_requests(&self) -> usize {
+        let asana = self.asana.received_requests().await.unwrap_or_default();
+        let context = self.context.received_requests().await.unwrap_or_default();
+        asana.len() + context.len()
+    }
+}
+
+/// An Asana story answer.
+pub fn story(gid: &str) -> Value {
+    json!({"data": {"gid": gid, "resource_type": "story", "type": "comment", "text": "…"}})
+}
+
+/// A token endpoint answer.
+pub fn token_answer(access: &str, refresh: Option<&str>) -> ResponseTemplate {
+    let mut body = json!({
+        "access_token": access,
+        "token_type": "bearer",
+        "expires_in": 3600,
+        "data": {"id": 42, "gid": "42", "name": "Ada Lovelace", "email": "ada@example.com"}
+    });
+    if let Some(refresh) = refresh {
+        body["refresh_token"] = json!(refresh);
+    }
+    ResponseTemplate::new(200).set_body_json(body)
+}
+
+/// The error code of a JSON envelope.
+pub async fn error_code(response: reqwest::Response) -> String {
+    let body: Value = response.json().await.expect("a JSON body");
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error envelope: {body}"))
+        .to_owned()
+}

@@ -1,0 +1,10 @@
+//! Black-box tests: the real router on a random port, Asana and the context server faked
+//! with wiremock, assertions on what crosses the wire.
+
+mod access;
+mod attach;
+mod binary;
+mod errors;
+mod helpers;
+mod oauth;
+mod refresh;

@@ -1,0 +1,318 @@
+//! The consent flow: authorize redirect, state and PKCE checks, code exchange, storage.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use url::Url;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::{
+    CLIENT_ID, CLIENT_SECRET, Seed, TOKEN_PATH, TestApp, error_code, spawn_app_with, token_answer,
+};
+
+/// What `/asana/oauth/authorize` handed to the browser.
+struct Started {
+    location: Url,
+    params: HashMap<String, String>,
+    set_cookie: String,
+}
+
+impl Started {
+    fn state(&self) -> &str {
+        &self.params["state"]
+    }
+}
+
+async fn start_consent(app: &TestApp) -> Started {
+    let response = app
+        .client
+        .get(format!("{}/asana/oauth/authorize", app.address))
+        .send()
+        .await
+        .expect("sent");
+    assert!(
+        response.status().is_redirection(),
+        "got {}",
+        response.status()
+    );
+    let location = Url::parse(
+        response.headers()["location"]
+            .to_str()
+            .expect("ASCII location"),
+    )
+    .expect("absolute URL");
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .expect("ASCII cookie")
+        .to_owned();
+    let params = location.query_pairs().into_owned().collect();
+    Started {
+        location,
+        params,
+        set_cookie,
+    }
+}
+
+async fn callback(app: &TestApp, query: &str, cookie_state: Option<&str>) -> reqwest::Response {
+    let mut request = app
+        .client
+        .get(format!("{}/asana/oauth/callback?{query}", app.address));
+    if let Some(state) = cookie_state {
+        request = request.header("cookie", format!("linker_oauth_state={state}"));
+    }
+    request.send().await.expect("sent")
+}
+
+async fn mount_code_exchange(app: &TestApp, answer: ResponseTemplate, times: u64) {
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .and(body_string_contains("code=the-code"))
+        .and(body_string_contains(format!("client_id={CLIENT_ID}")))
+        .and(body_string_contains(format!(
+            "client_secret={CLIENT_SECRET}"
+        )))
+        .and(body_string_contains("code_verifier="))
+        .respond_with(answer)
+        .expect(times)
+        .named("code exchange")
+        .mount(&app.asana)
+        .await;
+}
+
+#[tokio::test]
+async fn authorize_redirects_to_asana_with_state_pkce_and_a_browser_cookie() {
+    let app = spawn_app_with(Seed::Nothing, &[]).await;
+
+    let started = start_consent(&app).await;
+
+    assert_eq!(started.location.path(), "/-/oauth_authorize");
+    assert_eq!(started.params["client_id"], CLIENT_ID);
+    assert_eq!(
+        started.params["redirect_uri"],
+        "http://localhost:3000/asana/oauth/callback"
+    );
+    assert_eq!(started.params["response_type"], "code");
+    assert_eq!(started.params["code_challenge_method"], "S256");
+    assert_eq!(started.params["code_challenge"].len(), 43);
+    assert!(started.state().len() >= 16, "state is unguessable");
+    assert!(
+        !started.params.contains_key("scope"),
+        "no scope unless configured"
+    );
+    let cookie = &started.set_cookie;
+    assert!(cookie.starts_with(&format!("linker_oauth_state={}", started.state())));
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(cookie.contains("Max-Age=600"), "{cookie}");
+
+    let again = start_consent(&app).await;
+    assert_ne!(again.state(), started.state());
+    assert_ne!(
+        again.params["code_challenge"],
+        started.params["code_challenge"]
+    );
+}
+
+#[tokio::test]
+async fn authorize_sends_the_configured_scopes() {
+    let app = spawn_app_with(
+        Seed::Nothing,
+        &[("ASANA_SCOPES", "stories:write tasks:read")],
+    )
+    .await;
+
+    let started = start_consent(&app).await;
+
+    assert_eq!(started.params["scope"], "stories:write tasks:read");
+}
+
+#[tokio::test]
+async fn the_callback_exchanges_the_code_with_the_matching_verifier_and_stores_the_user() {
+    let app = spawn_app_with(Seed::Nothing, &[]).await;
+    mount_code_exchange(&app, token_answer("fresh-access", Some("fresh-refresh")), 1).await;
+    let started = start_consent(&app).await;
+
+    let response = callback(
+        &app,
+        &format!("code=the-code&state={}", started.state()),
+        Some(started.state()),
+    )
+    .await;
+
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.expect("page");
+    assert!(
+        page.contains("Connected to Asana as Ada Lovelace"),
+        "{page}"
+    );
+    assert!(!page.contains("fresh-access") && !page.contains("fresh-refresh"));
+    let exchange = &app.asana.received_requests().await.expect("recorded")[0];
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&exchange.body)
+        .into_owned()
+        .collect();
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(form["code_verifier"].as_bytes()));
+    assert_eq!(
+        challenge, started.params["code_challenge"],
+        "PKCE S256 holds"
+    );
+    assert_eq!(
+        form["redirect_uri"],
+        "http://localhost:3000/asana/oauth/callback"
+    );
+    let file = app.token_file();
+    assert_eq!(file["access_token"], "fresh-access");
+    assert_eq!(file["refresh_token"], "fresh-refresh");
+    assert_eq!(
+        file["user"],
+        json!({"gid": "42", "name": "Ada Lovelace", "email": "ada@example.com"})
+    );
+    let mode = std::fs::metadata(&app.token_path)
+        .expect("file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn a_replayed_state_is_refused_without_a_second_exchange() {
+    let app = spawn_app_with(Seed::Nothing, &[]).await;
+    mount_code_exchange(&app, token_answer("fresh-access", Some("fresh-refresh")), 1).await;
+    let started = start_consent(&app).await;
+    let query = format!("code=the-code&state={}", started.state());
+
+    let first = callback(&app, &query, Some(started.state())).await;
+    let replay = callback(&app, &query, Some(started.state())).await;
+
+    assert_eq!(first.status(), 200);
+    assert_eq!(replay.status(), 400);
+    assert!(replay.text().await.expect("page").contains("invalid"));
+}
+
+#[tokio::test]
+async fn forged_or_unbound_states_are_refused_before_any_request_to_asana() {
+    let app = spawn_app_with(Seed::Nothing, &[]).await;
+    mount_code_exchange(&app, token_answer("x", Some("y")), 0).await;
+    let started = start_consent(&app).await;
+    let state = started.state().to_owned();
+    let cases = [
+        (
+            "code=the-code&state=forged".to_owned(),
+            Some("forged".to_owned()),
+            "a state we never issued",
+        ),
+        (
+            format!("code=the-code&state={state}"),
+            None,
+            "no browser cookie",
+        ),
+        (
+            format!("code=the-code&state={state}"),
+            Some("other".to_owned()),
+            "another browser's cookie",
+        ),
+        ("code=the-code".to_owned(), Some(state.clone()), "no state"),
+    ];
+
+    for (query, cookie, why) in cases {
+        let response = callback(&app, &query, cookie.as_deref()).await;
+        assert_eq!(response.status(), 400, "{why}");
+    }
+    assert!(!app.token_path.exists());
+}
+
+#[tokio::test]
+async fn access_denied_gets_a_clear_page_and_stores_nothing() {
+    let app = spawn_app_with(Seed::Nothing, &[]).await;
+    mount_code_exchange(&app, token_answer("x", Some("y")), 0).await;
+    let started = start_consent(&app).await;
+
+    let response = callback(
+        &app,
+        &format!("error=access_denied&state={}", started.state()),
+        Some(started.state()),
+    )
+    .await;
+
+    assert_eq!(response.status(), 400);
+    let page = response.text().await.expect("page");
+    assert!(page.contains("declined access"), "{page}");
+    assert!(!app.token_path.exists());
+}
+
+#[tokio::test]
+async fn the_user_name_is_escaped_and_read_from_users_me_when_the_answer_lacks_it() {
+    let app = spawn_app_with(Seed::Nothing, &[]).await;
+    let bare = ResponseTemplate::new(200).set_body_json(json!({
+        "access_token": "fresh-access", "token_type": "bearer", "expires_in": 3600,
+        "refresh_token": "fresh-refresh"
+    }));
+    mount_code_exchange(&app, bare, 1).await;
+    Mock::given(method("GET"))
+        .and(path("/api/1.0/users/me"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"data": {"gid": "7", "name": "<b>Eve</b>", "email": "eve@example.com"}}),
+        ))
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+    let started = start_consent(&app).await;
+
+    let response = callback(
+        &app,
+        &format!("code=the-code&state={}", started.state()),
+        Some(started.state()),
+    )
+    .await;
+
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.expect("page");
+    assert!(
+        page.contains("Connected to Asana as &lt;b&gt;Eve&lt;/b&gt;"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_code_gets_a_400_page() {
+    let app = spawn_app_with(Seed::Nothing, &[]).await;
+    mount_code_exchange(
+        &app,
+        ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})),
+        1,
+    )
+    .await;
+    let started = start_consent(&app).await;
+
+    let response = callback(
+        &app,
+        &format!("code=the-code&state={}", started.state()),
+        Some(started.state()),
+    )
+    .await;
+
+    assert_eq!(response.status(), 400);
+    assert!(!app.token_path.exists());
+}
+
+#[tokio::test]
+async fn authorize_without_oauth_settings_names_what_is_missing() {
+    let app = spawn_app_with(Seed::Nothing, &[("ASANA_CLIENT_ID", "")]).await;
+
+    let response = app
+        .client
+        .get(format!("{}/asana/oauth/authorize", app.address))
+        .send()
+        .await
+        .expect("sent");
+
+    assert_eq!(response.status(), 503);
+    assert_eq!(error_code(response).await, "not_configured");
+}
