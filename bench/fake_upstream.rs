@@ -1,2 +1,40 @@
-//! A fast fake of the context server and Asana, for load runs (`bench/run.sh`).
-fn main() {}
+//! A fast fake of the context server and Asana's stories endpoint, for load runs
+//! (`bench/run.sh`). Loopback only; answers every request at once with fixed bodies.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+const CONTEXT: &str =
+    r##"{"context_text":"# Design notes\nThe linker posts contexts into Asana tasks."}"##;
+const STORY: &str =
+    r#"{"data":{"gid":"1200000000000001","resource_type":"story","type":"comment"}}"#;
+
+async fn context() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], CONTEXT)
+}
+
+async fn story() -> impl IntoResponse {
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        STORY,
+    )
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let port: u16 = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(18081);
+    let app = Router::new()
+        .route("/contexts/{name}", get(context))
+        .route("/api/1.0/tasks/{gid}/stories", post(story));
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    println!("fake upstream listening on {}", listener.local_addr()?);
+    axum::serve(listener, app).await
+}

@@ -44,12 +44,17 @@ fn check_bearer(request: &Request, key: &SecretString) -> Result<(), ApiError> {
     }
 }
 
+/// A request relayed by a proxy on the same host (ngrok, a sidecar) arrives from loopback
+/// but comes from elsewhere: forwarding headers disqualify it.
 fn check_loopback(request: &Request) -> Result<(), ApiError> {
     let loopback = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .is_some_and(|ConnectInfo(addr)| addr.ip().to_canonical().is_loopback());
-    if loopback {
+    let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|name| request.headers().contains_key(*name));
+    if loopback && !forwarded {
         Ok(())
     } else {
         Err(ApiError::Unauthorized(

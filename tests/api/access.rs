@@ -87,3 +87,23 @@ async fn without_an_api_key_remote_clients_are_refused() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn without_an_api_key_requests_relayed_by_a_local_proxy_are_refused() {
+    let app = spawn_app_with(Seed::Tokens(std::time::Duration::from_secs(3600)), &[]).await;
+    let body = json!({"task_gid": "1234567890", "context_name": "n"});
+
+    for header in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+        let response = app
+            .client
+            .post(format!("{}/asana/attach-context", app.address))
+            .header(header, "198.51.100.1")
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 401, "{header}");
+        assert_eq!(error_code(response).await, "unauthorized", "{header}");
+    }
+    assert_eq!(app.upstream_requests().await, 0);
+}
