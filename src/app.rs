@@ -17,7 +17,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::access::require_api_access;
 use crate::asana::{AsanaClient, AsanaOAuth, PendingConsents, TokenFile, TokenManager};
 use crate::config::Settings;
-use crate::context::RestContextSource;
+use crate::context::ContextSource;
 use crate::error::ApiError;
 use crate::routes;
 use crate::telemetry;
@@ -32,8 +32,8 @@ pub struct AppState {
     pub tokens: TokenManager,
     /// Asana's REST API.
     pub asana: AsanaClient,
-    /// Where contexts come from; `None` until `MCP_SERVER_URL` is set.
-    pub context: Option<RestContextSource>,
+    /// Where contexts come from; `None` until `MCP_SERVER_URL` or `MCP_SERVER_COMMAND` is set.
+    pub context: Option<ContextSource>,
     /// Asana's OAuth endpoints; `None` until the OAuth settings are complete.
     pub oauth: Option<AsanaOAuth>,
     /// Which OAuth settings are missing, for error messages.
@@ -96,10 +96,14 @@ impl AppState {
                 &settings.asana_api_base_url,
                 settings.asana_timeout,
             ),
-            context: settings
-                .mcp_server_url
-                .as_ref()
-                .map(|url| RestContextSource::new(http.clone(), url, settings.mcp_timeout)),
+            context: settings.context_server.as_ref().map(|server| {
+                ContextSource::new(
+                    server,
+                    settings.mcp_auth_token.clone(),
+                    http.clone(),
+                    settings.mcp_timeout,
+                )
+            }),
             oauth,
             missing_oauth: settings.missing_oauth.clone(),
             consents: PendingConsents::default(),
@@ -121,6 +125,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/asana/oauth/authorize", get(routes::oauth::authorize))
         .route("/asana/oauth/callback", get(routes::oauth::callback))
         .route("/asana/attach-context", attach)
+        .route(
+            "/contexts",
+            get(routes::contexts::list)
+                .route_layer(from_fn_with_state(state.clone(), require_api_access)),
+        )
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -144,8 +153,10 @@ impl Application {
         if state.api_key.is_none() {
             tracing::warn!("LINKER_API_KEY is not set: the API accepts loopback clients only");
         }
-        if settings.mcp_server_url.is_none() {
-            tracing::warn!("MCP_SERVER_URL is not set: attach will answer 503 until it is");
+        if settings.context_server.is_none() {
+            tracing::warn!(
+                "neither MCP_SERVER_URL nor MCP_SERVER_COMMAND is set: attach will answer 503"
+            );
         }
         if !settings.missing_oauth.is_empty() {
             tracing::warn!(missing = ?settings.missing_oauth, "OAuth is not configured");

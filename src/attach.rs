@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::app::AppState;
 use crate::asana::{AsanaError, TokenError};
-use crate::context::ContextError;
+use crate::context::{ContextError, SourceRef};
 use crate::domain::AttachRequest;
 
 /// Why an attach failed.
@@ -34,6 +34,8 @@ pub struct Attached {
     pub task_gid: String,
     /// The context that was posted.
     pub context_name: String,
+    /// Where the context came from.
+    pub source: SourceRef,
 }
 
 /// Fetches the context and posts it as a comment on the task. A token Asana refuses is
@@ -44,12 +46,14 @@ pub async fn attach_context(
     request: &AttachRequest,
 ) -> Result<Attached, AttachError> {
     let Some(source) = &state.context else {
-        let mut missing = vec!["MCP_SERVER_URL"];
+        let mut missing = vec!["MCP_SERVER_URL or MCP_SERVER_COMMAND"];
         missing.extend(&state.missing_oauth);
         return Err(AttachError::NotConfigured(missing));
     };
     let token = state.tokens.access_token().await?;
-    let context = source.fetch(&request.context_name).await?;
+    let context = source
+        .fetch(&request.context_name, &request.arguments)
+        .await?;
     let task = &request.task_gid;
     let story = match state.asana.create_story(&token, task, &context.text).await {
         Err(AsanaError::Unauthorized) => {
@@ -67,5 +71,6 @@ pub async fn attach_context(
         story_gid: story.gid,
         task_gid: task.to_string(),
         context_name: request.context_name.to_string(),
+        source: context.source,
     })
 }

@@ -45,6 +45,31 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which protocol the context server speaks (`MCP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McpProtocol {
+    /// Decide on first use: an MCP handshake, else the REST contract.
+    Auto,
+    /// The seed's REST contract.
+    Rest,
+    /// MCP (Streamable HTTP or stdio).
+    Mcp,
+}
+
+/// Where contexts come from, as configured.
+#[derive(Debug, Clone)]
+pub enum ContextServer {
+    /// `MCP_SERVER_URL`, with the protocol to speak there.
+    Url {
+        /// The server's URL: the REST base or the MCP endpoint.
+        url: Url,
+        /// `MCP_PROTOCOL`.
+        protocol: McpProtocol,
+    },
+    /// `MCP_SERVER_COMMAND`, split into program and arguments: an MCP server over stdio.
+    Command(Vec<String>),
+}
+
 /// The OAuth client registered in Asana's developer console.
 #[derive(Debug, Clone)]
 pub struct OAuthApp {
@@ -63,8 +88,10 @@ pub struct Settings {
     pub host: IpAddr,
     /// `PORT`: port to listen on (0 picks a free one, used by tests).
     pub port: u16,
-    /// `MCP_SERVER_URL`: base URL of the context server.
-    pub mcp_server_url: Option<Url>,
+    /// The context server (`MCP_SERVER_URL` or `MCP_SERVER_COMMAND`), if configured.
+    pub context_server: Option<ContextServer>,
+    /// `MCP_AUTH_TOKEN`: bearer token sent to the context server.
+    pub mcp_auth_token: Option<SecretString>,
     /// The OAuth app, when all three of its settings are present.
     pub oauth_app: Option<OAuthApp>,
     /// Names of the OAuth settings that are missing, for error messages.
@@ -97,6 +124,9 @@ struct RawSettings {
     host: String,
     port: String,
     mcp_server_url: Option<String>,
+    mcp_server_command: Option<String>,
+    mcp_protocol: String,
+    mcp_auth_token: Option<String>,
     asana_client_id: Option<String>,
     asana_client_secret: Option<String>,
     asana_redirect_uri: Option<String>,
@@ -126,6 +156,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("rust_log", "info"),
     ("asana_timeout_secs", "10"),
     ("mcp_timeout_secs", "10"),
+    ("mcp_protocol", "auto"),
 ];
 
 impl Settings {
@@ -210,6 +241,48 @@ fn parse_secs(name: &'static str, value: &str) -> Result<Duration, SettingsError
 }
 
 impl RawSettings {
+    fn context_server(&self) -> Result<Option<ContextServer>, SettingsError> {
+        let protocol = match self.mcp_protocol.to_ascii_lowercase().as_str() {
+            "auto" => McpProtocol::Auto,
+            "rest" => McpProtocol::Rest,
+            "mcp" => McpProtocol::Mcp,
+            _ => {
+                return Err(invalid(
+                    "MCP_PROTOCOL",
+                    &self.mcp_protocol,
+                    "expected auto, rest or mcp",
+                ));
+            }
+        };
+        match (&self.mcp_server_url, &self.mcp_server_command) {
+            (Some(_), Some(command)) => Err(invalid(
+                "MCP_SERVER_COMMAND",
+                command,
+                "set MCP_SERVER_URL or MCP_SERVER_COMMAND, not both",
+            )),
+            (Some(url), None) => Ok(Some(ContextServer::Url {
+                url: parse_url("MCP_SERVER_URL", url)?,
+                protocol,
+            })),
+            (None, Some(command)) => {
+                if protocol == McpProtocol::Rest {
+                    return Err(invalid(
+                        "MCP_PROTOCOL",
+                        &self.mcp_protocol,
+                        "a command speaks MCP over stdio; rest needs MCP_SERVER_URL",
+                    ));
+                }
+                let words = shell_words::split(command)
+                    .map_err(|e| invalid("MCP_SERVER_COMMAND", command, e))?;
+                if words.is_empty() {
+                    return Err(invalid("MCP_SERVER_COMMAND", command, "no program given"));
+                }
+                Ok(Some(ContextServer::Command(words)))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
     fn validate(self) -> Result<Settings, SettingsError> {
         let host = self
             .host
@@ -219,11 +292,7 @@ impl RawSettings {
             .port
             .parse()
             .map_err(|e| invalid("PORT", &self.port, e))?;
-        let mcp_server_url = self
-            .mcp_server_url
-            .as_deref()
-            .map(|v| parse_url("MCP_SERVER_URL", v))
-            .transpose()?;
+        let context_server = self.context_server()?;
         let redirect_uri = self
             .asana_redirect_uri
             .as_deref()
@@ -259,7 +328,8 @@ impl RawSettings {
         Ok(Settings {
             host,
             port,
-            mcp_server_url,
+            context_server,
+            mcp_auth_token: self.mcp_auth_token.map(SecretString::from),
             oauth_app,
             missing_oauth,
             asana_api_base_url: parse_url("ASANA_API_BASE_URL", &self.asana_api_base_url)?,
@@ -317,6 +387,8 @@ mod tests {
             ("ASANA_API_BASE_URL", "ftp://example.com"),
             ("LOG_FORMAT", "xml"),
             ("MCP_TIMEOUT_SECS", "0"),
+            ("MCP_PROTOCOL", "grpc"),
+            ("MCP_SERVER_COMMAND", "npx 'unclosed"),
         ];
         for (name, value) in cases {
             let error = Settings::from_vars(vars(&[(name, value)]))
@@ -333,7 +405,7 @@ mod tests {
         let settings = Settings::from_vars(vars(&[("PORT", ""), ("MCP_SERVER_URL", "")]))
             .expect("empty values fall back to defaults");
         assert_eq!(settings.port, 3000);
-        assert!(settings.mcp_server_url.is_none());
+        assert!(settings.context_server.is_none());
     }
 
     #[test]
@@ -346,5 +418,34 @@ mod tests {
             settings.missing_oauth,
             ["ASANA_CLIENT_SECRET", "ASANA_REDIRECT_URI"]
         );
+    }
+
+    #[test]
+    fn a_url_and_a_command_together_are_refused() {
+        let error = Settings::from_vars(vars(&[
+            ("MCP_SERVER_URL", "http://127.0.0.1:1/mcp"),
+            ("MCP_SERVER_COMMAND", "npx -y server"),
+        ]))
+        .expect_err("both set");
+        assert!(error.to_string().contains("not both"), "{error}");
+    }
+
+    #[test]
+    fn a_command_is_split_like_a_shell_and_cannot_be_rest() {
+        let settings = Settings::from_vars(vars(&[(
+            "MCP_SERVER_COMMAND",
+            "python3 '/path with spaces/server.py' --stdio",
+        )]))
+        .expect("valid command");
+        let Some(ContextServer::Command(words)) = settings.context_server else {
+            panic!("expected a command");
+        };
+        assert_eq!(words, ["python3", "/path with spaces/server.py", "--stdio"]);
+        let error = Settings::from_vars(vars(&[
+            ("MCP_SERVER_COMMAND", "server"),
+            ("MCP_PROTOCOL", "rest"),
+        ]))
+        .expect_err("rest over stdio");
+        assert!(error.to_string().contains("MCP_PROTOCOL"), "{error}");
     }
 }

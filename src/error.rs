@@ -37,8 +37,16 @@ pub enum ApiError {
     #[error("expected Content-Type: application/json")]
     UnsupportedMediaType,
     /// 404 `context_not_found`: the context server has no such context.
-    #[error("context {0:?} was not found on the context server")]
-    ContextNotFound(String),
+    #[error("context {name:?} was not found on the context server{}", did_you_mean(.suggestions))]
+    ContextNotFound {
+        /// The name asked for.
+        name: String,
+        /// Close names the server has.
+        suggestions: Vec<String>,
+    },
+    /// 501 `listing_not_supported`: the source cannot list its contexts.
+    #[error("{0}")]
+    ListingUnsupported(String),
     /// 404 `task_not_found`: Asana has no such task, or the user cannot see it.
     #[error("Asana task {0} was not found, or the connected user cannot see it")]
     TaskNotFound(String),
@@ -79,7 +87,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::RouteNotFound | Self::ContextNotFound(_) | Self::TaskNotFound(_) => {
+            Self::RouteNotFound | Self::ContextNotFound { .. } | Self::TaskNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -91,6 +99,7 @@ impl ApiError {
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ListingUnsupported(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -103,7 +112,8 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::ContextNotFound(_) => "context_not_found",
+            Self::ContextNotFound { .. } => "context_not_found",
+            Self::ListingUnsupported(_) => "listing_not_supported",
             Self::TaskNotFound(_) => "task_not_found",
             Self::AsanaForbidden(_) => "asana_forbidden",
             Self::AsanaRateLimited { .. } => "asana_rate_limited",
@@ -120,6 +130,14 @@ impl ApiError {
             message: message.into(),
             cause: cause_chain(cause),
         }
+    }
+}
+
+fn did_you_mean(suggestions: &[String]) -> String {
+    if suggestions.is_empty() {
+        String::new()
+    } else {
+        format!("; close names: {}", suggestions.join(", "))
     }
 }
 
@@ -180,7 +198,13 @@ impl From<JsonRejection> for ApiError {
 impl From<ContextError> for ApiError {
     fn from(error: ContextError) -> Self {
         match error {
-            ContextError::NotFound(name) => Self::ContextNotFound(name),
+            ContextError::NotFound { name, suggestions } => {
+                Self::ContextNotFound { name, suggestions }
+            }
+            ContextError::InvalidArguments(message) => {
+                Self::InvalidRequest(format!("invalid prompt arguments: {message}"))
+            }
+            ContextError::ListingUnsupported => Self::ListingUnsupported(error.to_string()),
             ContextError::Timeout => Self::UpstreamTimeout("the context server"),
             other => Self::upstream("the context server failed", &other),
         }
@@ -265,7 +289,11 @@ mod tests {
             ApiError::MethodNotAllowed,
             ApiError::PayloadTooLarge,
             ApiError::UnsupportedMediaType,
-            ApiError::ContextNotFound(String::new()),
+            ApiError::ContextNotFound {
+                name: String::new(),
+                suggestions: vec![],
+            },
+            ApiError::ListingUnsupported(String::new()),
             ApiError::TaskNotFound(String::new()),
             ApiError::AsanaForbidden(String::new()),
             ApiError::AsanaRateLimited { retry_after: None },

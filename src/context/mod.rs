@@ -1,34 +1,133 @@
-//! Context sources: where the text of a named context comes from.
+//! Context sources: where the text of a named context comes from. `rest` is the seed's
+//! contract; `mcp` speaks MCP over Streamable HTTP or stdio; `auto` decides on first use.
 
+mod auto;
+mod mcp;
 mod rest;
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Serialize;
+
+pub use auto::AutoSource;
+pub use mcp::{McpSource, McpTarget};
 pub use rest::RestContextSource;
 
-/// A context's text, ready to post.
+use crate::config::{ContextServer, McpProtocol};
+use crate::domain::ContextName;
+
+/// Prompt arguments: names to string values, as MCP requires.
+pub type PromptArguments = BTreeMap<String, String>;
+
+/// Where a context came from, as reported to the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SourceRef {
+    /// An MCP resource, read by URI.
+    McpResource {
+        /// The resource's URI.
+        uri: String,
+    },
+    /// An MCP prompt, rendered with the request's arguments.
+    McpPrompt {
+        /// The prompt's name.
+        name: String,
+    },
+    /// The seed's REST contract.
+    Rest {
+        /// The context's name.
+        name: String,
+    },
+}
+
+/// A context's text, ready to post, and where it came from.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// The text as the source gave it.
+    /// The text to post.
     pub text: String,
+    /// Its origin.
+    pub source: SourceRef,
+}
+
+/// What a source offers, for people choosing a name (`GET /contexts`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Catalog {
+    /// Readable resources.
+    pub resources: Vec<ResourceEntry>,
+    /// Prompts.
+    pub prompts: Vec<PromptEntry>,
+}
+
+/// One resource in a catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceEntry {
+    /// Programmatic name.
+    pub name: String,
+    /// Display title, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// URI to read it by.
+    pub uri: String,
+    /// MIME type, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+}
+
+/// One prompt in a catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptEntry {
+    /// The prompt's name.
+    pub name: String,
+    /// Its arguments.
+    pub arguments: Vec<PromptArgumentEntry>,
+}
+
+/// One prompt argument.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptArgumentEntry {
+    /// The argument's name.
+    pub name: String,
+    /// Whether the prompt needs it.
+    pub required: bool,
+    /// What it is for, if the server says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// A failure to get a context, in the context server's terms.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
     /// The server has no context by that name.
-    #[error("no context named {0:?}")]
-    NotFound(String),
+    #[error("no context named {name:?}")]
+    NotFound {
+        /// The name or URI asked for.
+        name: String,
+        /// Close names the server does have.
+        suggestions: Vec<String>,
+    },
+    /// The server refused the prompt arguments (its message).
+    #[error("{0}")]
+    InvalidArguments(String),
     /// No answer within the timeout.
     #[error("the context server did not answer in time")]
     Timeout,
-    /// The server answered with an unexpected status.
+    /// The REST server answered with an unexpected status.
     #[error("the context server answered {0}")]
     Status(reqwest::StatusCode),
     /// The request could not be sent or the answer not read.
-    #[error("cannot reach the context server")]
-    Transport(#[source] reqwest::Error),
-    /// A 2xx answer that is not `{"context_text": "…"}`.
+    #[error("cannot reach the context server: {0}")]
+    Transport(String),
+    /// The MCP server answered with an error, or the session could not be set up.
+    #[error("the MCP server failed: {0}")]
+    Mcp(String),
+    /// An answer that does not follow the protocol.
     #[error("unexpected answer from the context server: {0}")]
     UnexpectedResponse(String),
+    /// The source cannot list what it offers (the REST contract has no listing).
+    #[error("the REST context contract has no listing; name contexts directly")]
+    ListingUnsupported,
 }
 
 impl From<reqwest::Error> for ContextError {
@@ -36,7 +135,77 @@ impl From<reqwest::Error> for ContextError {
         if error.is_timeout() {
             Self::Timeout
         } else {
-            Self::Transport(error)
+            Self::Transport(crate::error::cause_chain(&error))
+        }
+    }
+}
+
+/// The configured context source.
+#[derive(Debug)]
+pub enum ContextSource {
+    /// The seed's REST contract.
+    Rest(RestContextSource),
+    /// An MCP server.
+    Mcp(McpSource),
+    /// Decided on first use.
+    Auto(AutoSource),
+}
+
+impl ContextSource {
+    /// Builds the source the settings describe.
+    pub fn new(
+        server: &ContextServer,
+        auth_token: Option<SecretString>,
+        http: reqwest::Client,
+        timeout: Duration,
+    ) -> Self {
+        match server {
+            ContextServer::Command(words) => Self::Mcp(McpSource::new(
+                McpTarget::Stdio(words.clone()),
+                http,
+                timeout,
+            )),
+            ContextServer::Url { url, protocol } => {
+                let rest =
+                    || RestContextSource::new(http.clone(), url, auth_token.clone(), timeout);
+                let mcp = || {
+                    McpSource::new(
+                        McpTarget::Http {
+                            url: url.clone(),
+                            auth_token: auth_token.clone(),
+                        },
+                        http.clone(),
+                        timeout,
+                    )
+                };
+                match protocol {
+                    McpProtocol::Rest => Self::Rest(rest()),
+                    McpProtocol::Mcp => Self::Mcp(mcp()),
+                    McpProtocol::Auto => Self::Auto(AutoSource::new(mcp(), rest())),
+                }
+            }
+        }
+    }
+
+    /// Fetches a context by name or URI; `arguments` go to MCP prompts.
+    pub async fn fetch(
+        &self,
+        name: &ContextName,
+        arguments: &PromptArguments,
+    ) -> Result<Context, ContextError> {
+        match self {
+            Self::Rest(rest) => rest.fetch(name).await,
+            Self::Mcp(mcp) => mcp.fetch(name, arguments).await,
+            Self::Auto(auto) => auto.fetch(name, arguments).await,
+        }
+    }
+
+    /// Lists what the source offers.
+    pub async fn catalog(&self) -> Result<Catalog, ContextError> {
+        match self {
+            Self::Rest(_) => Err(ContextError::ListingUnsupported),
+            Self::Mcp(mcp) => mcp.catalog().await,
+            Self::Auto(auto) => auto.catalog().await,
         }
     }
 }

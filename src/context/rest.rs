@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use super::{Context, ContextError};
+use super::{Context, ContextError, SourceRef};
 use crate::domain::ContextName;
 
 #[derive(Deserialize)]
@@ -19,15 +20,22 @@ struct ContextBody {
 pub struct RestContextSource {
     http: reqwest::Client,
     base: String,
+    auth_token: Option<SecretString>,
     timeout: Duration,
 }
 
 impl RestContextSource {
     /// A source at `base`; a path prefix in `base` is kept.
-    pub fn new(http: reqwest::Client, base: &Url, timeout: Duration) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        base: &Url,
+        auth_token: Option<SecretString>,
+        timeout: Duration,
+    ) -> Self {
         Self {
             http,
             base: base.as_str().trim_end_matches('/').to_owned(),
+            auth_token,
             timeout,
         }
     }
@@ -36,7 +44,11 @@ impl RestContextSource {
     #[tracing::instrument(skip_all, fields(context_name = %name))]
     pub async fn fetch(&self, name: &ContextName) -> Result<Context, ContextError> {
         let url = format!("{}/contexts/{}", self.base, name.as_path_segment());
-        let response = self.http.get(url).timeout(self.timeout).send().await?;
+        let mut request = self.http.get(url).timeout(self.timeout);
+        if let Some(token) = &self.auth_token {
+            request = request.bearer_auth(token.expose_secret());
+        }
+        let response = request.send().await?;
         match response.status() {
             status if status.is_success() => {
                 let body = response.bytes().await?;
@@ -44,9 +56,15 @@ impl RestContextSource {
                     .map_err(|e| ContextError::UnexpectedResponse(e.to_string()))?;
                 Ok(Context {
                     text: body.context_text,
+                    source: SourceRef::Rest {
+                        name: name.to_string(),
+                    },
                 })
             }
-            StatusCode::NOT_FOUND => Err(ContextError::NotFound(name.to_string())),
+            StatusCode::NOT_FOUND => Err(ContextError::NotFound {
+                name: name.to_string(),
+                suggestions: Vec::new(),
+            }),
             status => Err(ContextError::Status(status)),
         }
     }

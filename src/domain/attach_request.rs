@@ -3,6 +3,10 @@
 use serde::Deserialize;
 
 use super::{ContextName, InvalidInput, TaskGid};
+use crate::context::PromptArguments;
+
+/// Most prompt arguments one request may carry.
+const MAX_ARGUMENTS: usize = 64;
 
 /// The JSON body as sent by the client, before validation.
 #[derive(Debug, Deserialize)]
@@ -10,8 +14,11 @@ use super::{ContextName, InvalidInput, TaskGid};
 pub struct AttachRequestBody {
     /// Gid of the Asana task to comment on.
     pub task_gid: String,
-    /// Name of the context to fetch.
+    /// Name or URI of the context to fetch.
     pub context_name: String,
+    /// Arguments for an MCP prompt; values must be strings, as MCP requires.
+    #[serde(default)]
+    pub arguments: PromptArguments,
 }
 
 /// A validated attach request.
@@ -21,6 +28,8 @@ pub struct AttachRequest {
     pub task_gid: TaskGid,
     /// The context to post.
     pub context_name: ContextName,
+    /// Arguments for an MCP prompt.
+    pub arguments: PromptArguments,
 }
 
 impl TryFrom<AttachRequestBody> for AttachRequest {
@@ -30,6 +39,13 @@ impl TryFrom<AttachRequestBody> for AttachRequest {
         Ok(Self {
             task_gid: TaskGid::parse(&body.task_gid)?,
             context_name: ContextName::parse(&body.context_name)?,
+            arguments: if body.arguments.len() > MAX_ARGUMENTS {
+                return Err(InvalidInput(format!(
+                    "at most {MAX_ARGUMENTS} arguments are accepted"
+                )));
+            } else {
+                body.arguments
+            },
         })
     }
 }

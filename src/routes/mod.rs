@@ -1,5 +1,6 @@
 //! HTTP handlers, one file per resource; each extracts, calls one function, maps the result.
 
 pub mod attach;
+pub mod contexts;
 pub mod health;
 pub mod oauth;

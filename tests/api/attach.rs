@@ -35,7 +35,12 @@ async fn attach_posts_the_context_in_a_data_envelope_and_answers_201() {
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(
         body,
-        json!({"story_gid": "555", "task_gid": "1234567890", "context_name": "design_notes"})
+        json!({
+            "story_gid": "555",
+            "task_gid": "1234567890",
+            "context_name": "design_notes",
+            "source": {"kind": "rest", "name": "design_notes"}
+        })
     );
 }
 
@@ -254,7 +259,8 @@ async fn attach_without_settings_names_what_is_missing() {
     assert_eq!(body["error"]["code"], "not_configured");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("MCP_SERVER_URL") && message.contains("ASANA_CLIENT_SECRET"),
+        message.contains("MCP_SERVER_URL or MCP_SERVER_COMMAND")
+            && message.contains("ASANA_CLIENT_SECRET"),
         "{message}"
     );
 }

@@ -57,6 +57,8 @@ pub fn test_vars(
         ("HOST", "127.0.0.1".to_owned()),
         ("PORT", "0".to_owned()),
         ("MCP_SERVER_URL", context.uri()),
+        // The seed's REST contract; MCP and `auto` have tests of their own.
+        ("MCP_PROTOCOL", "rest".to_owned()),
         ("ASANA_CLIENT_ID", CLIENT_ID.to_owned()),
         ("ASANA_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
         (

@@ -6,5 +6,7 @@ mod attach;
 mod binary;
 mod errors;
 mod helpers;
+mod mcp;
+mod mcp_fixture;
 mod oauth;
 mod refresh;

@@ -1,0 +1,19 @@
+//! `GET /contexts`: what the configured source offers, for people choosing a name.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+
+use crate::app::AppState;
+use crate::context::Catalog;
+use crate::error::ApiError;
+
+/// Lists the source's resources (name, uri, mime type) and prompts (name, arguments).
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Catalog>, ApiError> {
+    let source = state
+        .context
+        .as_ref()
+        .ok_or_else(|| ApiError::NotConfigured(vec!["MCP_SERVER_URL or MCP_SERVER_COMMAND"]))?;
+    Ok(Json(source.catalog().await?))
+}
