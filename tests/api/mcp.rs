@@ -127,6 +127,30 @@ async fn twenty_attaches_share_one_session_which_survives_a_server_restart() {
 }
 
 #[tokio::test]
+async fn concurrent_first_attaches_share_one_handshake() {
+    let fixture = McpFixture::start(Era::Modern);
+    let app = app_for(&fixture, &[]).await;
+    app.expect_story("1", 20).await;
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let client = app.client.clone();
+        let url = format!("{}/asana/attach-context", app.address);
+        requests.spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"task_gid": "1234567890", "context_name": "design_notes"}))
+                .send()
+                .await
+        });
+    }
+
+    while let Some(response) = requests.join_next().await {
+        assert_eq!(response.expect("task").expect("sent").status(), 201);
+    }
+    assert_eq!(fixture.count("server/discover"), 1);
+}
+
+#[tokio::test]
 async fn a_stdio_server_is_spawned_and_restarted_when_it_dies() {
     let dir = tempfile::tempdir().expect("dir");
     let pid_file = dir.path().join("pid");
