@@ -19,6 +19,8 @@ use crate::asana::{AsanaClient, AsanaOAuth, PendingConsents, TokenFile, TokenMan
 use crate::config::Settings;
 use crate::context::ContextSource;
 use crate::error::ApiError;
+use crate::idempotency::{IdempotencyFileError, IdempotencyStore};
+use crate::retry::RetryPolicy;
 use crate::routes;
 use crate::telemetry;
 
@@ -32,6 +34,12 @@ pub struct AppState {
     pub tokens: TokenManager,
     /// Asana's REST API.
     pub asana: AsanaClient,
+    /// The retry policy of outbound calls.
+    pub retry: RetryPolicy,
+    /// Longest an attach may take.
+    pub request_deadline: Duration,
+    /// `Idempotency-Key` outcomes.
+    pub idempotency: IdempotencyStore,
     /// Where contexts come from; `None` until `MCP_SERVER_URL` or `MCP_SERVER_COMMAND` is set.
     pub context: Option<ContextSource>,
     /// Asana's OAuth endpoints; `None` until the OAuth settings are complete.
@@ -52,6 +60,9 @@ pub enum StartupError {
     /// The HTTP client could not be built (TLS setup).
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
+    /// The idempotency key file could not be read or compacted.
+    #[error(transparent)]
+    Idempotency(IdempotencyFileError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr} (HOST, PORT): {source}")]
     Bind {
@@ -87,21 +98,33 @@ impl AppState {
             TokenFile::new(settings.token_store_path.clone()),
             oauth.clone(),
             settings.missing_oauth.clone(),
+            settings.retry,
         )
         .await;
+        // Kept beside the token file: the one directory the service writes to.
+        let idempotency_path = settings
+            .token_store_path
+            .with_file_name("idempotency_keys.jsonl");
+        let idempotency =
+            IdempotencyStore::open(idempotency_path).map_err(StartupError::Idempotency)?;
         Ok(Self {
             tokens,
             asana: AsanaClient::new(
                 http.clone(),
                 &settings.asana_api_base_url,
                 settings.asana_timeout,
+                settings.asana_max_concurrent_writes,
             ),
+            retry: settings.retry,
+            request_deadline: settings.request_deadline,
+            idempotency,
             context: settings.context_server.as_ref().map(|server| {
                 ContextSource::new(
                     server,
                     settings.mcp_auth_token.clone(),
                     http.clone(),
                     settings.mcp_timeout,
+                    settings.retry,
                 )
             }),
             oauth,
@@ -144,6 +167,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    shutdown_grace: Duration,
 }
 
 impl Application {
@@ -168,6 +192,7 @@ impl Application {
         Ok(Self {
             listener,
             router: router(Arc::new(state)),
+            shutdown_grace: settings.shutdown_grace,
         })
     }
 
@@ -179,7 +204,8 @@ impl Application {
             .unwrap_or_default()
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
+    /// finish for at most `SHUTDOWN_GRACE_SECS`.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -187,13 +213,29 @@ impl Application {
         if let Ok(addr) = self.listener.local_addr() {
             tracing::info!(%addr, "listening");
         }
-        axum::serve(
+        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        };
+        let server = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_graceful_shutdown(signal);
+        let grace = self.shutdown_grace;
+        let grace_over = async move {
+            let _ = stopped.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = server => served,
+            () = grace_over => {
+                tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after the grace period; exiting");
+                Ok(())
+            }
+        }
     }
 }
 

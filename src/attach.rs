@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::asana::{AsanaError, TokenError};
+use crate::asana::{AsanaError, CommentDraft, TokenError, post_comment};
 use crate::context::{ContextError, SourceRef};
 use crate::domain::AttachRequest;
 
@@ -55,14 +55,17 @@ pub async fn attach_context(
         .fetch(&request.context_name, &request.arguments)
         .await?;
     let task = &request.task_gid;
-    let story = match state.asana.create_story(&token, task, &context.text).await {
+    let author = state.tokens.user().map(|user| user.gid);
+    let draft = CommentDraft {
+        task,
+        text: &context.text,
+        author_gid: author.as_deref(),
+    };
+    let story = match post_comment(&state.asana, &state.retry, &token, draft).await {
         Err(AsanaError::Unauthorized) => {
             tracing::info!("Asana refused the access token; refreshing once");
             let token = state.tokens.refresh_after_rejection(&token).await?;
-            state
-                .asana
-                .create_story(&token, task, &context.text)
-                .await?
+            post_comment(&state.asana, &state.retry, &token, draft).await?
         }
         result => result?,
     };

@@ -10,6 +10,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+use crate::retry::RetryPolicy;
+
 /// A setting that could not be read or parsed; the message names the setting.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -116,6 +118,14 @@ pub struct Settings {
     pub asana_timeout: Duration,
     /// `MCP_TIMEOUT_SECS`: bound on each call to the context server.
     pub mcp_timeout: Duration,
+    /// `RETRY_MAX_ATTEMPTS` and `RETRY_BUDGET_SECS`: the retry policy of outbound calls.
+    pub retry: RetryPolicy,
+    /// `ASANA_MAX_CONCURRENT_WRITES`: writes to Asana in flight at once.
+    pub asana_max_concurrent_writes: usize,
+    /// `REQUEST_DEADLINE_SECS`: longest an attach may take, retries included.
+    pub request_deadline: Duration,
+    /// `SHUTDOWN_GRACE_SECS`: how long in-flight requests may finish after SIGTERM.
+    pub shutdown_grace: Duration,
 }
 
 /// Every setting as text, after layering and before validation.
@@ -140,6 +150,11 @@ struct RawSettings {
     rust_log: String,
     asana_timeout_secs: String,
     mcp_timeout_secs: String,
+    retry_max_attempts: String,
+    retry_budget_secs: String,
+    asana_max_concurrent_writes: String,
+    request_deadline_secs: String,
+    shutdown_grace_secs: String,
 }
 
 const DEFAULTS: &[(&str, &str)] = &[
@@ -157,6 +172,12 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("asana_timeout_secs", "10"),
     ("mcp_timeout_secs", "10"),
     ("mcp_protocol", "auto"),
+    ("retry_max_attempts", "4"),
+    ("retry_budget_secs", "30"),
+    // Asana allows 15 concurrent writes per token.
+    ("asana_max_concurrent_writes", "15"),
+    ("request_deadline_secs", "60"),
+    ("shutdown_grace_secs", "20"),
 ];
 
 impl Settings {
@@ -225,6 +246,17 @@ fn parse_url(name: &'static str, value: &str) -> Result<Url, SettingsError> {
             name,
             value,
             format!("scheme {other} is not http(s)"),
+        )),
+    }
+}
+
+fn parse_count(name: &'static str, value: &str, max: u32) -> Result<u32, SettingsError> {
+    match value.parse::<u32>() {
+        Ok(count) if (1..=max).contains(&count) => Ok(count),
+        _ => Err(invalid(
+            name,
+            value,
+            format!("expected a whole number from 1 to {max}"),
         )),
     }
 }
@@ -342,6 +374,17 @@ impl RawSettings {
             rust_log: self.rust_log,
             asana_timeout: parse_secs("ASANA_TIMEOUT_SECS", &self.asana_timeout_secs)?,
             mcp_timeout: parse_secs("MCP_TIMEOUT_SECS", &self.mcp_timeout_secs)?,
+            retry: RetryPolicy {
+                max_attempts: parse_count("RETRY_MAX_ATTEMPTS", &self.retry_max_attempts, 20)?,
+                budget: parse_secs("RETRY_BUDGET_SECS", &self.retry_budget_secs)?,
+            },
+            asana_max_concurrent_writes: parse_count(
+                "ASANA_MAX_CONCURRENT_WRITES",
+                &self.asana_max_concurrent_writes,
+                1000,
+            )? as usize,
+            request_deadline: parse_secs("REQUEST_DEADLINE_SECS", &self.request_deadline_secs)?,
+            shutdown_grace: parse_secs("SHUTDOWN_GRACE_SECS", &self.shutdown_grace_secs)?,
         })
     }
 }
@@ -388,6 +431,8 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("MCP_TIMEOUT_SECS", "0"),
             ("MCP_PROTOCOL", "grpc"),
+            ("RETRY_MAX_ATTEMPTS", "0"),
+            ("ASANA_MAX_CONCURRENT_WRITES", "many"),
             ("MCP_SERVER_COMMAND", "npx 'unclosed"),
         ];
         for (name, value) in cases {

@@ -76,6 +76,9 @@ pub enum ApiError {
     /// 504 `upstream_timeout`: Asana or the context server did not answer in time.
     #[error("{0} did not answer in time")]
     UpstreamTimeout(&'static str),
+    /// 422 `idempotency_key_reused`: the key was used with another body.
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyKeyReused,
     /// 500 `internal_error`: a fault of ours; the cause goes to the log.
     #[error("internal error")]
     Internal(String),
@@ -100,6 +103,7 @@ impl ApiError {
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ListingUnsupported(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -114,6 +118,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::ContextNotFound { .. } => "context_not_found",
             Self::ListingUnsupported(_) => "listing_not_supported",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::TaskNotFound(_) => "task_not_found",
             Self::AsanaForbidden(_) => "asana_forbidden",
             Self::AsanaRateLimited { .. } => "asana_rate_limited",
@@ -123,6 +128,11 @@ impl ApiError {
             Self::UpstreamTimeout(_) => "upstream_timeout",
             Self::Internal(_) => "internal_error",
         }
+    }
+
+    /// The JSON body: `{"error": {"code", "message"}}`.
+    pub fn envelope(&self) -> serde_json::Value {
+        json!({"error": {"code": self.code(), "message": self.to_string()}})
     }
 
     fn upstream(message: impl Into<String>, cause: &dyn Error) -> Self {
@@ -165,8 +175,7 @@ impl IntoResponse for ApiError {
             }
             _ => tracing::info!(code = self.code(), error = %self, "request refused"),
         }
-        let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
-        let mut response = (status, axum::Json(body)).into_response();
+        let mut response = (status, axum::Json(self.envelope())).into_response();
         if let Self::AsanaRateLimited {
             retry_after: Some(secs),
         } = self
@@ -233,6 +242,10 @@ impl From<OAuthError> for ApiError {
     fn from(error: OAuthError) -> Self {
         match error {
             OAuthError::Timeout => Self::UpstreamTimeout("Asana's token endpoint"),
+            OAuthError::Unavailable {
+                status: 429,
+                retry_after,
+            } => Self::AsanaRateLimited { retry_after },
             other => Self::upstream("Asana's token endpoint failed", &other),
         }
     }
@@ -301,6 +314,7 @@ mod tests {
             ApiError::NotConfigured(vec![]),
             ApiError::UpstreamTimeout("x"),
             ApiError::Internal(String::new()),
+            ApiError::IdempotencyKeyReused,
         ];
         for error in errors {
             let code = error.code();

@@ -4,12 +4,15 @@
 pub mod access;
 pub mod app;
 pub mod asana;
+pub mod atomic_file;
 pub mod attach;
 pub mod config;
 pub mod connect;
 pub mod context;
 pub mod domain;
 pub mod error;
+pub mod idempotency;
+pub mod retry;
 pub mod routes;
 pub mod telemetry;
 

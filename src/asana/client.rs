@@ -1,16 +1,19 @@
 //! Asana's REST API: the calls the linker makes, each checking the status it gets back.
+//! Every call waits at the shared 429 gate; writes also take a slot of the write limit.
 
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
-use reqwest::header::RETRY_AFTER;
+use reqwest::{RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::Semaphore;
 use url::Url;
 
 use super::token_file::AsanaUser;
 use crate::domain::TaskGid;
+use crate::retry::{Retry, retry_after};
 
 /// A failed call to Asana's REST API, in Asana's terms.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +52,11 @@ pub enum AsanaError {
     /// No answer within the timeout.
     #[error("Asana did not answer in time")]
     Timeout,
-    /// The request could not be sent or the answer not read.
-    #[error("cannot reach Asana")]
+    /// No connection could be made: nothing reached Asana.
+    #[error("cannot connect to Asana")]
+    Unreachable(#[source] reqwest::Error),
+    /// The connection failed after the request went out, or the answer could not be read.
+    #[error("the connection to Asana failed")]
     Transport(#[source] reqwest::Error),
     /// A 2xx answer without the expected fields.
     #[error("unexpected answer from Asana: {0}")]
@@ -59,10 +65,115 @@ pub enum AsanaError {
 
 impl From<reqwest::Error> for AsanaError {
     fn from(error: reqwest::Error) -> Self {
-        if error.is_timeout() {
+        if error.is_connect() {
+            Self::Unreachable(error)
+        } else if error.is_timeout() {
             Self::Timeout
         } else {
             Self::Transport(error)
+        }
+    }
+}
+
+impl AsanaError {
+    /// What the retry policy may do after this failure (for a write, only once it is known
+    /// that nothing was created).
+    pub fn retry(&self) -> Retry {
+        match self {
+            Self::RateLimited {
+                retry_after: Some(secs),
+            } => Retry::After(Duration::from_secs(*secs)),
+            Self::RateLimited { retry_after: None } | Self::Unreachable(_) => Retry::Backoff,
+            Self::Status { status, .. } if is_transient(*status) => Retry::Backoff,
+            _ => Retry::No,
+        }
+    }
+
+    /// Whether a write that failed this way may still have been carried out by Asana.
+    pub fn may_have_written(&self) -> bool {
+        match self {
+            Self::Timeout | Self::Transport(_) => true,
+            Self::Status { status, .. } => status.is_server_error(),
+            _ => false,
+        }
+    }
+}
+
+fn is_transient(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// A story as listed on a task, for finding a comment a failed attempt created.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListedStory {
+    /// The story's gid.
+    pub gid: String,
+    /// Plain text, for comments.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// `comment_added` for comments.
+    #[serde(default)]
+    pub resource_subtype: Option<String>,
+    /// RFC 3339 creation time.
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// The author.
+    #[serde(default)]
+    pub created_by: Option<Author>,
+}
+
+/// A story's author.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Author {
+    /// The user's gid.
+    pub gid: String,
+}
+
+/// One page of a task's stories.
+#[derive(Debug, Deserialize)]
+pub struct StoriesPage {
+    /// The stories, oldest first.
+    pub data: Vec<ListedStory>,
+    /// The next page's offset, if any.
+    #[serde(default)]
+    pub next_page: Option<NextPage>,
+}
+
+/// Asana's pagination token.
+#[derive(Debug, Deserialize)]
+pub struct NextPage {
+    /// Pass as `offset` to get the next page.
+    pub offset: String,
+}
+
+/// Asana's per-token limits, shared by every call.
+#[derive(Debug)]
+struct Limits {
+    /// Closed until this instant after a 429 with `Retry-After`.
+    gate: Mutex<Option<Instant>>,
+    /// Slots for writes in flight.
+    writes: Semaphore,
+}
+
+impl Limits {
+    /// Waits while Asana has asked us to hold off.
+    async fn pass_gate(&self) {
+        loop {
+            let until = *self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+            match until {
+                Some(until) if until > Instant::now() => {
+                    tokio::time::sleep_until(until.into()).await
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn close_gate_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        if gate.is_none_or(|current| current < until) {
+            *gate = Some(until);
         }
     }
 }
@@ -91,21 +202,82 @@ struct ErrorItem {
 }
 
 /// Client for Asana's REST API at a base URL.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AsanaClient {
     http: reqwest::Client,
     base: String,
     timeout: Duration,
+    limits: Limits,
 }
 
 impl AsanaClient {
-    /// A client for the API at `base` (normally `https://app.asana.com/api/1.0`).
-    pub fn new(http: reqwest::Client, base: &Url, timeout: Duration) -> Self {
+    /// A client for the API at `base` (normally `https://app.asana.com/api/1.0`) allowing
+    /// `max_writes` writes in flight.
+    pub fn new(http: reqwest::Client, base: &Url, timeout: Duration, max_writes: usize) -> Self {
         Self {
             http,
             base: base.as_str().trim_end_matches('/').to_owned(),
             timeout,
+            limits: Limits {
+                gate: Mutex::new(None),
+                writes: Semaphore::new(max_writes),
+            },
         }
+    }
+
+    /// Sends through the gate (and the write limit); a 429 with `Retry-After` closes the
+    /// gate for everyone.
+    async fn send(
+        &self,
+        request: RequestBuilder,
+        token: &SecretString,
+        write: bool,
+    ) -> Result<reqwest::Response, AsanaError> {
+        self.limits.pass_gate().await;
+        let _slot = match write {
+            true => self.limits.writes.acquire().await.ok(),
+            false => None,
+        };
+        // The gate may have closed while this request waited for a slot.
+        self.limits.pass_gate().await;
+        let response = request
+            .bearer_auth(token.expose_secret())
+            .timeout(self.timeout)
+            .send()
+            .await?;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS
+            && let Some(secs) = retry_after(response.headers())
+        {
+            tracing::warn!(
+                retry_after = secs,
+                "Asana rate limit: holding every request"
+            );
+            self.limits.close_gate_for(Duration::from_secs(secs));
+        }
+        Ok(response)
+    }
+
+    /// One page of the task's stories with the fields needed to recognise a comment.
+    #[tracing::instrument(skip_all, fields(task_gid = %task))]
+    pub async fn stories_page(
+        &self,
+        token: &SecretString,
+        task: &TaskGid,
+        offset: Option<&str>,
+    ) -> Result<StoriesPage, AsanaError> {
+        let mut query = vec![
+            ("limit", "100"),
+            ("opt_fields", "text,resource_subtype,created_at,created_by"),
+        ];
+        if let Some(offset) = offset {
+            query.push(("offset", offset));
+        }
+        let request = self
+            .http
+            .get(format!("{}/tasks/{task}/stories", self.base))
+            .query(&query);
+        let response = self.send(request, token, false).await?;
+        read_body(response, task.as_str()).await
     }
 
     /// Posts `text` as a comment on the task.
@@ -116,28 +288,22 @@ impl AsanaClient {
         task: &TaskGid,
         text: &str,
     ) -> Result<Story, AsanaError> {
-        let response = self
+        let request = self
             .http
             .post(format!("{}/tasks/{task}/stories", self.base))
-            .bearer_auth(token.expose_secret())
-            .timeout(self.timeout)
-            .json(&json!({"data": {"text": text}}))
-            .send()
-            .await?;
+            .json(&json!({"data": {"text": text}}));
+        let response = self.send(request, token, true).await?;
         read_data(response, task.as_str()).await
     }
 
     /// The user the token belongs to.
     #[tracing::instrument(skip_all)]
     pub async fn me(&self, token: &SecretString) -> Result<AsanaUser, AsanaError> {
-        let response = self
+        let request = self
             .http
             .get(format!("{}/users/me", self.base))
-            .query(&[("opt_fields", "gid,name,email")])
-            .bearer_auth(token.expose_secret())
-            .timeout(self.timeout)
-            .send()
-            .await?;
+            .query(&[("opt_fields", "gid,name,email")]);
+        let response = self.send(request, token, false).await?;
         read_data(response, "").await
     }
 }
@@ -146,18 +312,22 @@ async fn read_data<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
     task_gid: &str,
 ) -> Result<T, AsanaError> {
+    read_body::<Envelope<T>>(response, task_gid)
+        .await
+        .map(|envelope| envelope.data)
+}
+
+async fn read_body<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    task_gid: &str,
+) -> Result<T, AsanaError> {
     let status = response.status();
     if status.is_success() {
         let body = response.bytes().await?;
-        return serde_json::from_slice::<Envelope<T>>(&body)
-            .map(|envelope| envelope.data)
+        return serde_json::from_slice::<T>(&body)
             .map_err(|e| AsanaError::UnexpectedResponse(e.to_string()));
     }
-    let retry_after = response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
+    let retry_after = retry_after(response.headers());
     let message = response
         .json::<ErrorBody>()
         .await

@@ -1,12 +1,14 @@
 //! Everything on Asana's side: OAuth consent, the token store and refresh, the REST client.
 
 mod client;
+mod comment;
 mod consent;
 mod oauth;
 mod token_file;
 mod tokens;
 
 pub use client::{AsanaClient, AsanaError, Story};
+pub use comment::{CommentDraft, post_comment};
 pub use consent::PendingConsents;
 pub use oauth::{AsanaOAuth, Consent, OAuthError};
 pub use token_file::{AsanaUser, StoredTokens, TokenFile, TokenFileError};

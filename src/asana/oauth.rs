@@ -19,6 +19,7 @@ use url::Url;
 
 use super::token_file::AsanaUser;
 use crate::config::OAuthApp;
+use crate::retry::{Retry, retry_after};
 
 /// Asana answers one hour; used when an answer leaves `expires_in` out.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
@@ -61,6 +62,17 @@ pub enum OAuthError {
     /// No answer in time.
     #[error("Asana's token endpoint did not answer in time")]
     Timeout,
+    /// A 429 or 5xx from the token endpoint.
+    #[error("Asana's token endpoint answered {status}")]
+    Unavailable {
+        /// The status.
+        status: u16,
+        /// Seconds from `Retry-After`, if given.
+        retry_after: Option<u64>,
+    },
+    /// No connection could be made.
+    #[error("cannot connect to Asana's token endpoint: {0}")]
+    Unreachable(String),
     /// The request could not be sent or the answer not read.
     #[error("cannot reach Asana's token endpoint: {0}")]
     Transport(String),
@@ -73,6 +85,18 @@ impl OAuthError {
     /// Whether Asana refused the refresh token or code itself (revoked, expired, reused).
     pub fn is_invalid_grant(&self) -> bool {
         matches!(self, Self::Rejected { error, .. } if error == "invalid_grant")
+    }
+
+    /// What the retry policy may do after this failure.
+    pub fn retry(&self) -> Retry {
+        match self {
+            Self::Unavailable {
+                retry_after: Some(secs),
+                ..
+            } => Retry::After(Duration::from_secs(*secs)),
+            Self::Unavailable { .. } | Self::Unreachable(_) => Retry::Backoff,
+            _ => Retry::No,
+        }
     }
 }
 
@@ -107,6 +131,11 @@ enum HttpError {
     Reqwest(#[from] reqwest::Error),
     #[error(transparent)]
     Http(#[from] oauth2::http::Error),
+    #[error("status {status}")]
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+    },
 }
 
 /// Asana's OAuth endpoints for one registered app.
@@ -218,6 +247,14 @@ async fn send(
     let mut request = reqwest::Request::try_from(request)?;
     *request.timeout_mut() = Some(timeout);
     let response = http.execute(request).await?;
+    let status = response.status();
+    // Transient statuses carry no OAuth error body: report them for the retry policy.
+    if status.as_u16() == 429 || status.is_server_error() {
+        return Err(HttpError::Status {
+            status: status.as_u16(),
+            retry_after: retry_after(response.headers()),
+        });
+    }
     let mut builder = oauth2::http::Response::builder().status(response.status());
     for (name, value) in response.headers() {
         builder = builder.header(name, value);
@@ -233,7 +270,17 @@ fn granted(
             error: body.error().to_string(),
             description: body.error_description().cloned(),
         },
+        RequestTokenError::Request(HttpError::Reqwest(e)) if e.is_connect() => {
+            OAuthError::Unreachable(crate::error::cause_chain(&e))
+        }
         RequestTokenError::Request(HttpError::Reqwest(e)) if e.is_timeout() => OAuthError::Timeout,
+        RequestTokenError::Request(HttpError::Status {
+            status,
+            retry_after,
+        }) => OAuthError::Unavailable {
+            status,
+            retry_after,
+        },
         RequestTokenError::Request(e) => OAuthError::Transport(crate::error::cause_chain(&e)),
         // The body may echo what we sent; keep only the parse error.
         RequestTokenError::Parse(e, _body) => OAuthError::UnexpectedResponse(e.to_string()),

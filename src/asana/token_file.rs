@@ -1,10 +1,8 @@
 //! The file-backed token store: one JSON file, replaced atomically, readable by its owner only.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -105,7 +103,19 @@ impl TokenFile {
     pub async fn save(&self, tokens: &StoredTokens) -> Result<(), TokenFileError> {
         let path = self.path.clone();
         let contents = serialize(tokens);
-        tokio::task::spawn_blocking(move || save(&path, &contents)).await?
+        tokio::task::spawn_blocking(move || {
+            crate::atomic_file::write(&path, &contents)
+                .map_err(|source| TokenFileError::Io { path, source })
+        })
+        .await?
+    }
+
+    /// Deletes temp files a crash left next to the token file (one process per store).
+    pub async fn remove_stale_temp_files(&self) {
+        let path = self.path.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || crate::atomic_file::remove_stale_temp_files(&path))
+                .await;
     }
 
     /// Deletes the file, if any.
@@ -164,50 +174,10 @@ fn load(path: &Path) -> Result<Option<StoredTokens>, TokenFileError> {
     }))
 }
 
-static SAVES: AtomicU64 = AtomicU64::new(0);
-
-fn save(path: &Path, contents: &[u8]) -> Result<(), TokenFileError> {
-    let io_error = |source| TokenFileError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).map_err(io_error)?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    // Unique per process and per save, so concurrent saves never share a temp file.
-    let temp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        file_name.as_deref().unwrap_or("tokens"),
-        std::process::id(),
-        SAVES.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = write_synced(&temp, contents)
-        .and_then(|()| fs::rename(&temp, path))
-        .and_then(|()| fs::File::open(&dir)?.sync_all());
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result.map_err(io_error)
-}
-
-fn write_synced(temp: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(temp)?;
-    // `mode` applies only when the file is created; a leftover temp file keeps its mode.
-    file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    file.write_all(contents)?;
-    file.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn tokens(access: &str, refresh: Option<&str>) -> StoredTokens {

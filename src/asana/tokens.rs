@@ -9,6 +9,7 @@ use tokio::sync::Mutex;
 
 use super::oauth::{AsanaOAuth, GrantedTokens, OAuthError};
 use super::token_file::{AsanaUser, StoredTokens, TokenFile, TokenFileError};
+use crate::retry::RetryPolicy;
 
 /// A token expiring within this margin is refreshed before use.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -36,6 +37,7 @@ pub struct TokenManager {
     file: TokenFile,
     oauth: Option<AsanaOAuth>,
     missing_oauth: Vec<&'static str>,
+    retry: RetryPolicy,
     current: RwLock<Option<StoredTokens>>,
     /// Held while refreshing or storing, so one refresh serves every waiting request.
     refresh: Mutex<()>,
@@ -48,7 +50,9 @@ impl TokenManager {
         file: TokenFile,
         oauth: Option<AsanaOAuth>,
         missing_oauth: Vec<&'static str>,
+        retry: RetryPolicy,
     ) -> Self {
+        file.remove_stale_temp_files().await;
         let current = match file.load().await {
             Ok(tokens) => tokens,
             Err(error) => {
@@ -63,6 +67,7 @@ impl TokenManager {
             file,
             oauth,
             missing_oauth,
+            retry,
             current: RwLock::new(current),
             refresh: Mutex::new(()),
         }
@@ -139,7 +144,11 @@ impl TokenManager {
             return Err(TokenError::NotConfigured(self.missing_oauth.clone()));
         };
         tracing::info!("refreshing the Asana access token");
-        let granted = match oauth.refresh(&refresh_token).await {
+        let refreshed = self
+            .retry
+            .run(|| oauth.refresh(&refresh_token), OAuthError::retry)
+            .await;
+        let granted = match refreshed {
             Ok(granted) => granted,
             Err(error) if error.is_invalid_grant() => {
                 tracing::warn!(error = %error, "Asana refused the refresh token; forgetting it");

@@ -17,6 +17,7 @@ pub use rest::RestContextSource;
 
 use crate::config::{ContextServer, McpProtocol};
 use crate::domain::ContextName;
+use crate::retry::{Retry, RetryPolicy};
 
 /// Prompt arguments: names to string values, as MCP requires.
 pub type PromptArguments = BTreeMap<String, String>;
@@ -116,6 +117,9 @@ pub enum ContextError {
     /// The REST server answered with an unexpected status.
     #[error("the context server answered {0}")]
     Status(reqwest::StatusCode),
+    /// No connection could be made (nothing was sent).
+    #[error("cannot connect to the context server: {0}")]
+    Unreachable(String),
     /// The request could not be sent or the answer not read.
     #[error("cannot reach the context server: {0}")]
     Transport(String),
@@ -132,7 +136,9 @@ pub enum ContextError {
 
 impl From<reqwest::Error> for ContextError {
     fn from(error: reqwest::Error) -> Self {
-        if error.is_timeout() {
+        if error.is_connect() {
+            Self::Unreachable(crate::error::cause_chain(&error))
+        } else if error.is_timeout() {
             Self::Timeout
         } else {
             Self::Transport(crate::error::cause_chain(&error))
@@ -140,14 +146,31 @@ impl From<reqwest::Error> for ContextError {
     }
 }
 
-/// The configured context source.
+impl ContextError {
+    /// What the retry policy may do after this failure: reads are safe to repeat, so
+    /// connect errors, 429 and 5xx are retried; a timeout is not (it would only hang again).
+    pub fn retry(&self) -> Retry {
+        match self {
+            Self::Unreachable(_) => Retry::Backoff,
+            Self::Status(status) if status.as_u16() == 429 || status.is_server_error() => {
+                Retry::Backoff
+            }
+            _ => Retry::No,
+        }
+    }
+}
+
+/// The configured context source, with the retry policy its calls run under.
 #[derive(Debug)]
-pub enum ContextSource {
-    /// The seed's REST contract.
+pub struct ContextSource {
+    kind: SourceKind,
+    retry: RetryPolicy,
+}
+
+#[derive(Debug)]
+enum SourceKind {
     Rest(RestContextSource),
-    /// An MCP server.
     Mcp(McpSource),
-    /// Decided on first use.
     Auto(AutoSource),
 }
 
@@ -158,9 +181,10 @@ impl ContextSource {
         auth_token: Option<SecretString>,
         http: reqwest::Client,
         timeout: Duration,
+        retry: RetryPolicy,
     ) -> Self {
-        match server {
-            ContextServer::Command(words) => Self::Mcp(McpSource::new(
+        let kind = match server {
+            ContextServer::Command(words) => SourceKind::Mcp(McpSource::new(
                 McpTarget::Stdio(words.clone()),
                 http,
                 timeout,
@@ -179,12 +203,13 @@ impl ContextSource {
                     )
                 };
                 match protocol {
-                    McpProtocol::Rest => Self::Rest(rest()),
-                    McpProtocol::Mcp => Self::Mcp(mcp()),
-                    McpProtocol::Auto => Self::Auto(AutoSource::new(mcp(), rest())),
+                    McpProtocol::Rest => SourceKind::Rest(rest()),
+                    McpProtocol::Mcp => SourceKind::Mcp(mcp()),
+                    McpProtocol::Auto => SourceKind::Auto(AutoSource::new(mcp(), rest())),
                 }
             }
-        }
+        };
+        Self { kind, retry }
     }
 
     /// Fetches a context by name or URI; `arguments` go to MCP prompts.
@@ -193,19 +218,25 @@ impl ContextSource {
         name: &ContextName,
         arguments: &PromptArguments,
     ) -> Result<Context, ContextError> {
-        match self {
-            Self::Rest(rest) => rest.fetch(name).await,
-            Self::Mcp(mcp) => mcp.fetch(name, arguments).await,
-            Self::Auto(auto) => auto.fetch(name, arguments).await,
-        }
+        let fetch = || async {
+            match &self.kind {
+                SourceKind::Rest(rest) => rest.fetch(name).await,
+                SourceKind::Mcp(mcp) => mcp.fetch(name, arguments).await,
+                SourceKind::Auto(auto) => auto.fetch(name, arguments).await,
+            }
+        };
+        self.retry.run(fetch, ContextError::retry).await
     }
 
     /// Lists what the source offers.
     pub async fn catalog(&self) -> Result<Catalog, ContextError> {
-        match self {
-            Self::Rest(_) => Err(ContextError::ListingUnsupported),
-            Self::Mcp(mcp) => mcp.catalog().await,
-            Self::Auto(auto) => auto.catalog().await,
-        }
+        let catalog = || async {
+            match &self.kind {
+                SourceKind::Rest(_) => Err(ContextError::ListingUnsupported),
+                SourceKind::Mcp(mcp) => mcp.catalog().await,
+                SourceKind::Auto(auto) => auto.catalog().await,
+            }
+        };
+        self.retry.run(catalog, ContextError::retry).await
     }
 }

@@ -32,6 +32,17 @@ pub struct AttachRequest {
     pub arguments: PromptArguments,
 }
 
+impl AttachRequest {
+    /// The request in a canonical form (arguments sorted), for telling repeats apart.
+    pub fn canonical(&self) -> serde_json::Value {
+        serde_json::json!({
+            "task_gid": self.task_gid.as_str(),
+            "context_name": self.context_name.as_str(),
+            "arguments": self.arguments,
+        })
+    }
+}
+
 impl TryFrom<AttachRequestBody> for AttachRequest {
     type Error = InvalidInput;
 

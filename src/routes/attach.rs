@@ -1,22 +1,89 @@
-//! `POST /asana/attach-context`.
+//! `POST /asana/attach-context`, with an optional `Idempotency-Key`.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::attach::{Attached, attach_context};
 use crate::domain::{AttachRequest, AttachRequestBody};
 use crate::error::{ApiError, ApiJson};
+use crate::idempotency::{IdempotencyKey, Once, Outcome, fingerprint};
 
-/// Posts the named context as a comment on the task; 201 with the story gid.
+/// Posts the named context as a comment on the task; 201 with the story gid. With an
+/// `Idempotency-Key`, a repeat within 24 h gets the first outcome again.
 pub async fn attach(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<AttachRequestBody>,
-) -> Result<(StatusCode, Json<Attached>), ApiError> {
+) -> Result<Response, ApiError> {
     let request = AttachRequest::try_from(body)?;
-    let attached = attach_context(&state, &request).await?;
-    Ok((StatusCode::CREATED, Json(attached)))
+    let Some(key) = idempotency_key(&headers)? else {
+        return Ok(respond(run(&state, &request).await));
+    };
+    let once = state
+        .idempotency
+        .run_once(
+            &key,
+            &fingerprint(&request.canonical()),
+            || run(&state, &request),
+            outcome,
+        )
+        .await
+        .map_err(|_| ApiError::IdempotencyKeyReused)?;
+    Ok(match once {
+        Once::Ran(result) => respond(result),
+        Once::Replayed(outcome) => replay(outcome),
+    })
+}
+
+async fn run(state: &AppState, request: &AttachRequest) -> Result<Attached, ApiError> {
+    tokio::time::timeout(state.request_deadline, attach_context(state, request))
+        .await
+        .map_err(|_| ApiError::UpstreamTimeout("the request deadline (REQUEST_DEADLINE_SECS)"))?
+        .map_err(ApiError::from)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    headers
+        .get("idempotency-key")
+        .map(|value| {
+            let value = value.to_str().map_err(|_| {
+                ApiError::InvalidRequest("Idempotency-Key must be visible ASCII".to_owned())
+            })?;
+            Ok(IdempotencyKey::parse(value)?)
+        })
+        .transpose()
+}
+
+fn respond(result: Result<Attached, ApiError>) -> Response {
+    match result {
+        Ok(attached) => (StatusCode::CREATED, Json(attached)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn outcome(result: &Result<Attached, ApiError>) -> Outcome {
+    match result {
+        Ok(attached) => Outcome {
+            status: StatusCode::CREATED.as_u16(),
+            body: serde_json::to_value(attached).unwrap_or_default(),
+        },
+        Err(error) => Outcome {
+            status: error.status().as_u16(),
+            body: error.envelope(),
+        },
+    }
+}
+
+fn replay(outcome: Outcome) -> Response {
+    let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, Json(outcome.body)).into_response();
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
 }

@@ -10,3 +10,4 @@ mod mcp;
 mod mcp_fixture;
 mod oauth;
 mod refresh;
+mod resilience;

@@ -163,14 +163,36 @@ async fn a_refused_refresh_answers_503_and_forgets_the_dead_tokens() {
 }
 
 #[tokio::test]
-async fn a_failing_token_endpoint_answers_502_and_keeps_the_tokens() {
-    let app = spawn_app_with(Seed::Tokens(Duration::ZERO), &[]).await;
+async fn a_failing_token_endpoint_is_retried_then_answers_502_and_keeps_the_tokens() {
+    let app = spawn_app_with(Seed::Tokens(Duration::ZERO), &[("RETRY_MAX_ATTEMPTS", "3")]).await;
     app.mount_context("n", "t").await;
-    app.expect_refresh(ResponseTemplate::new(500), 1).await;
+    app.expect_refresh(ResponseTemplate::new(500), 3).await;
 
     let response = app.post_attach(&attach_body()).await;
 
     assert_eq!(response.status(), 502);
     assert_eq!(error_code(response).await, "upstream_error");
     assert_eq!(app.token_file()["refresh_token"], REFRESH_TOKEN);
+}
+
+#[tokio::test]
+async fn a_refresh_endpoint_503_is_retried_and_then_succeeds() {
+    let app = spawn_app_with(Seed::Tokens(Duration::ZERO), &[]).await;
+    app.mount_context("n", "t").await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .expect(1)
+        .with_priority(1)
+        .mount(&app.asana)
+        .await;
+    app.expect_refresh(token_answer("access-token-2", None), 1)
+        .await;
+    app.expect_story("1", 1).await;
+
+    let response = app.post_attach(&attach_body()).await;
+
+    assert_eq!(response.status(), 201);
+    assert_eq!(app.token_file()["access_token"], "access-token-2");
 }

@@ -1,0 +1,460 @@
+//! `Idempotency-Key` on attach: the same key within 24 h gets the first outcome again without
+//! calling the context server or Asana; concurrent requests with one key make one post.
+//! Outcomes are kept in memory and appended to a JSON-lines file next to the token file, so a
+//! restart does not forget them; the file is compacted (expired keys pruned) at startup.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, BufRead, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::domain::InvalidInput;
+
+/// How long an outcome is replayed.
+const KEY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Most outcomes kept; the oldest are forgotten first.
+const MAX_KEYS: usize = 10_000;
+
+/// A client's `Idempotency-Key`: 1–255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Accepts 1–255 characters from `!` to `~`.
+    pub fn parse(value: &str) -> Result<Self, InvalidInput> {
+        if value.is_empty() || value.len() > 255 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidInput(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned(),
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// A response worth replaying: status and JSON body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: serde_json::Value,
+}
+
+impl Outcome {
+    /// Outcomes that a retry cannot change are kept; a 429 or 5xx is not, so the client may
+    /// retry with the same key.
+    fn is_final(&self) -> bool {
+        self.status < 500 && self.status != 429
+    }
+}
+
+/// One line of the file.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    key: String,
+    fingerprint: String,
+    /// Seconds since the Unix epoch.
+    at: u64,
+    outcome: Outcome,
+}
+
+enum Slot {
+    InFlight {
+        fingerprint: String,
+        done: watch::Receiver<Option<Outcome>>,
+    },
+    Done(Record),
+}
+
+/// Where a request with a key stands.
+pub enum Begin {
+    /// First use: run the request, then `finish` the ticket.
+    Fresh(Ticket),
+    /// Seen before with the same body: answer this again.
+    Replay(Outcome),
+    /// Seen before with another body.
+    Conflict,
+    /// The same key is being processed now: wait for its outcome.
+    Wait(watch::Receiver<Option<Outcome>>),
+}
+
+type Slots = Arc<Mutex<HashMap<String, Slot>>>;
+
+/// The right to run a keyed request. Dropped unfinished (the client went away), it frees
+/// the key.
+pub struct Ticket {
+    slots: Slots,
+    key: String,
+    fingerprint: String,
+    done: Option<watch::Sender<Option<Outcome>>>,
+}
+
+/// The result of running a keyed request.
+pub enum Once<T> {
+    /// This request ran; here is its result.
+    Ran(T),
+    /// An earlier request with the key ran; here is its outcome.
+    Replayed(Outcome),
+}
+
+/// The key was used before with another body.
+#[derive(Debug, thiserror::Error)]
+#[error("this Idempotency-Key was used with a different request body")]
+pub struct KeyReused;
+
+/// The store of keys and outcomes.
+#[derive(Debug)]
+pub struct IdempotencyStore {
+    path: PathBuf,
+    slots: Slots,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::InFlight { .. } => "InFlight",
+            Self::Done(_) => "Done",
+        })
+    }
+}
+
+/// A failure to read or compact the key file at startup.
+#[derive(Debug, thiserror::Error)]
+#[error("idempotency key file {path}: {source}")]
+pub struct IdempotencyFileError {
+    path: PathBuf,
+    source: io::Error,
+}
+
+/// SHA-256 of the request's canonical form, to tell a replay from a reuse.
+pub fn fingerprint(canonical: &impl Serialize) -> String {
+    let bytes = serde_json::to_vec(canonical).unwrap_or_default();
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn lock(slots: &Slots) -> MutexGuard<'_, HashMap<String, Slot>> {
+    // Every critical section leaves the map consistent, so a poisoned lock is still usable.
+    slots.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl IdempotencyStore {
+    /// Loads `path` (JSON lines), drops expired and excess records, and rewrites it compacted.
+    pub fn open(path: PathBuf) -> Result<Self, IdempotencyFileError> {
+        let io_error = |source| IdempotencyFileError {
+            path: path.clone(),
+            source,
+        };
+        let mut records: HashMap<String, Record> = HashMap::new();
+        match fs::File::open(&path) {
+            Ok(file) => {
+                for line in io::BufReader::new(file).lines() {
+                    // A line torn by a crash is skipped; every other line stands alone.
+                    if let Ok(record) = serde_json::from_str::<Record>(&line.map_err(io_error)?) {
+                        records.insert(record.key.clone(), record);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(e)),
+        }
+        let cutoff = now_secs().saturating_sub(KEY_TTL.as_secs());
+        let mut kept: Vec<Record> = records.into_values().filter(|r| r.at >= cutoff).collect();
+        kept.sort_by_key(|r| std::cmp::Reverse(r.at));
+        kept.truncate(MAX_KEYS);
+        let mut compacted = Vec::new();
+        for record in &kept {
+            compacted.extend(serde_json::to_vec(record).unwrap_or_default());
+            compacted.push(b'\n');
+        }
+        crate::atomic_file::write(&path, &compacted).map_err(io_error)?;
+        let slots = kept
+            .into_iter()
+            .map(|r| (r.key.clone(), Slot::Done(r)))
+            .collect();
+        Ok(Self {
+            path,
+            slots: Arc::new(Mutex::new(slots)),
+        })
+    }
+
+    /// Runs `op` unless `key` already has an outcome (replayed) or is running now (waited
+    /// for, then replayed). `outcome` says what of the result to keep.
+    pub async fn run_once<T, F, Fut>(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        op: F,
+        outcome: impl Fn(&T) -> Outcome,
+    ) -> Result<Once<T>, KeyReused>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let mut op = Some(op);
+        loop {
+            match self.begin(key, fingerprint) {
+                Begin::Fresh(ticket) => {
+                    let Some(op) = op.take() else {
+                        continue;
+                    };
+                    let result = op().await;
+                    self.finish(ticket, outcome(&result)).await;
+                    return Ok(Once::Ran(result));
+                }
+                Begin::Replay(outcome) => return Ok(Once::Replayed(outcome)),
+                Begin::Conflict => return Err(KeyReused),
+                Begin::Wait(mut done) => {
+                    // A dropped ticket (its client went away) frees the key: try again.
+                    if let Ok(finished) = done.wait_for(Option::is_some).await
+                        && let Some(outcome) = finished.clone()
+                    {
+                        return Ok(Once::Replayed(outcome));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claims `key` for a request whose body has `fingerprint`.
+    pub fn begin(&self, key: &IdempotencyKey, fingerprint: &str) -> Begin {
+        let mut slots = lock(&self.slots);
+        let cutoff = now_secs().saturating_sub(KEY_TTL.as_secs());
+        match slots.get(&key.0) {
+            Some(Slot::Done(record)) if record.at >= cutoff => {
+                return if record.fingerprint == fingerprint {
+                    Begin::Replay(record.outcome.clone())
+                } else {
+                    Begin::Conflict
+                };
+            }
+            Some(Slot::InFlight {
+                fingerprint: held,
+                done,
+            }) => {
+                return if held == fingerprint {
+                    Begin::Wait(done.clone())
+                } else {
+                    Begin::Conflict
+                };
+            }
+            _ => {}
+        }
+        if slots.len() >= MAX_KEYS {
+            prune(&mut slots, cutoff);
+        }
+        let (sender, receiver) = watch::channel(None);
+        slots.insert(
+            key.0.clone(),
+            Slot::InFlight {
+                fingerprint: fingerprint.to_owned(),
+                done: receiver,
+            },
+        );
+        Begin::Fresh(Ticket {
+            slots: Arc::clone(&self.slots),
+            key: key.0.clone(),
+            fingerprint: fingerprint.to_owned(),
+            done: Some(sender),
+        })
+    }
+
+    /// Records the outcome of a fresh request and wakes its waiters. A final outcome is
+    /// appended to the file before anyone sees it; any other frees the key.
+    pub async fn finish(&self, mut ticket: Ticket, outcome: Outcome) {
+        let Some(done) = ticket.done.take() else {
+            return;
+        };
+        if outcome.is_final() {
+            let record = Record {
+                key: ticket.key.clone(),
+                fingerprint: ticket.fingerprint.clone(),
+                at: now_secs(),
+                outcome: outcome.clone(),
+            };
+            let line = serde_json::to_vec(&record).unwrap_or_default();
+            let path = self.path.clone();
+            match tokio::task::spawn_blocking(move || append_line(&path, &line)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "cannot persist an idempotency key"),
+                Err(error) => tracing::error!(%error, "cannot persist an idempotency key"),
+            }
+            lock(&self.slots).insert(ticket.key.clone(), Slot::Done(record));
+        } else {
+            lock(&self.slots).remove(&ticket.key);
+        }
+        // Waiters replay the outcome, final or not: they asked at the same moment.
+        let _ = done.send(Some(outcome));
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.done.is_some() {
+            let mut slots = lock(&self.slots);
+            if matches!(slots.get(&self.key), Some(Slot::InFlight { .. })) {
+                slots.remove(&self.key);
+            }
+        }
+    }
+}
+
+fn prune(slots: &mut HashMap<String, Slot>, cutoff: u64) {
+    slots.retain(|_, slot| !matches!(slot, Slot::Done(r) if r.at < cutoff));
+    while slots.len() >= MAX_KEYS {
+        let oldest = slots
+            .iter()
+            .filter_map(|(key, slot)| match slot {
+                Slot::Done(r) => Some((r.at, key.clone())),
+                Slot::InFlight { .. } => None,
+            })
+            .min();
+        match oldest {
+            Some((_, key)) => {
+                slots.remove(&key);
+            }
+            None => break,
+        }
+    }
+}
+
+fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    let mut buffer = line.to_vec();
+    buffer.push(b'\n');
+    file.write_all(&buffer)?;
+    file.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn key(value: &str) -> IdempotencyKey {
+        IdempotencyKey::parse(value).expect("valid key")
+    }
+
+    fn created() -> Outcome {
+        Outcome {
+            status: 201,
+            body: json!({"story_gid": "1"}),
+        }
+    }
+
+    #[test]
+    fn keys_must_be_short_visible_ascii() {
+        for bad in ["", "has space", "tab\t", "é", &"k".repeat(256)] {
+            assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(IdempotencyKey::parse("order-42:attempt/1").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_final_outcome_is_replayed_after_a_restart_and_a_changed_body_conflicts() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("idempotency.jsonl");
+        let store = IdempotencyStore::open(path.clone()).expect("open");
+        let Begin::Fresh(ticket) = store.begin(&key("k1"), "body-a") else {
+            panic!("first use is fresh");
+        };
+        store.finish(ticket, created()).await;
+
+        let reopened = IdempotencyStore::open(path).expect("reopen");
+
+        assert!(matches!(reopened.begin(&key("k1"), "body-a"), Begin::Replay(o) if o == created()));
+        assert!(matches!(
+            reopened.begin(&key("k1"), "body-b"),
+            Begin::Conflict
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_5xx_outcome_frees_the_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = IdempotencyStore::open(dir.path().join("k.jsonl")).expect("open");
+        let Begin::Fresh(ticket) = store.begin(&key("k"), "b") else {
+            panic!("fresh");
+        };
+        store
+            .finish(
+                ticket,
+                Outcome {
+                    status: 502,
+                    body: json!({}),
+                },
+            )
+            .await;
+
+        assert!(matches!(store.begin(&key("k"), "b"), Begin::Fresh(_)));
+    }
+
+    #[test]
+    fn a_dropped_ticket_frees_the_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = IdempotencyStore::open(dir.path().join("k.jsonl")).expect("open");
+        let first = store.begin(&key("k"), "b");
+        assert!(matches!(store.begin(&key("k"), "b"), Begin::Wait(_)));
+        drop(first);
+
+        assert!(matches!(store.begin(&key("k"), "b"), Begin::Fresh(_)));
+    }
+
+    #[test]
+    fn expired_and_torn_lines_are_dropped_at_startup() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("k.jsonl");
+        let old = Record {
+            key: "old".into(),
+            fingerprint: "f".into(),
+            at: now_secs() - KEY_TTL.as_secs() - 10,
+            outcome: created(),
+        };
+        let fresh = Record {
+            key: "fresh".into(),
+            at: now_secs(),
+            ..old.clone_record()
+        };
+        let mut contents = serde_json::to_string(&old).expect("json") + "\n";
+        contents += &(serde_json::to_string(&fresh).expect("json") + "\n{\"key\":\"torn");
+        fs::write(&path, contents).expect("write");
+
+        let store = IdempotencyStore::open(path.clone()).expect("open");
+
+        assert!(matches!(store.begin(&key("old"), "f"), Begin::Fresh(_)));
+        assert!(matches!(store.begin(&key("fresh"), "f"), Begin::Replay(_)));
+        assert_eq!(fs::read_to_string(path).expect("read").lines().count(), 1);
+    }
+
+    impl Record {
+        fn clone_record(&self) -> Self {
+            Self {
+                key: self.key.clone(),
+                fingerprint: self.fingerprint.clone(),
+                at: self.at,
+                outcome: self.outcome.clone(),
+            }
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! Asana's rate limits and faults: retries, the shared 429 gate, no duplicate comments,
+//! Idempotency-Key.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, Request, Respond, ResponseTemplate};
+
+use crate::helpers::{STORIES_PATH, Seed, TestApp, error_code, spawn_app_with, story};
+
+const VALID: Seed = Seed::Tokens(Duration::from_secs(3600));
+
+fn body() -> Value {
+    json!({"task_gid": "1234567890", "context_name": "n"})
+}
+
+/// Answers 429 (Retry-After: 1) until `open_at`, then creates the story; counts both.
+struct RateLimitedUntil {
+    open_at: Instant,
+    refused: Arc<AtomicUsize>,
+    created: Arc<AtomicUsize>,
+}
+
+impl Respond for RateLimitedUntil {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        if Instant::now() < self.open_at {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            ResponseTemplate::new(429).insert_header("retry-after", "1")
+        } else {
+            self.created.fetch_add(1, Ordering::SeqCst);
+            ResponseTemplate::new(201).set_body_json(story("1"))
+        }
+    }
+}
+
+/// The task's stories as Asana lists them: one comment by the seeded user, made just now.
+fn stories_with_our_comment(gid: &str, text: &str) -> ResponseTemplate {
+    let now = chrono::Utc::now().to_rfc3339();
+    ResponseTemplate::new(200).set_body_json(json!({
+        "data": [
+            {"gid": "100", "resource_subtype": "assigned", "created_at": now, "created_by": {"gid": "42"}},
+            {"gid": gid, "resource_subtype": "comment_added", "text": text, "created_at": now,
+             "created_by": {"gid": "42"}}
+        ],
+        "next_page": null
+    }))
+}
+
+async fn mount_stories_list(app: &TestApp, answer: ResponseTemplate) {
+    Mock::given(method("GET"))
+        .and(path(STORIES_PATH))
+        .respond_with(answer)
+        .expect(1)
+        .named("list stories")
+        .mount(&app.asana)
+        .await;
+}
+
+#[tokio::test]
+async fn one_429_gate_holds_20_concurrent_attaches_and_each_waits_retry_after() {
+    let app = spawn_app_with(VALID, &[("ASANA_MAX_CONCURRENT_WRITES", "4")]).await;
+    app.mount_context("n", "t").await;
+    let refused = Arc::new(AtomicUsize::new(0));
+    let created = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(RateLimitedUntil {
+            open_at: started + Duration::from_millis(500),
+            refused: Arc::clone(&refused),
+            created: Arc::clone(&created),
+        })
+        .mount(&app.asana)
+        .await;
+
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let client = app.client.clone();
+        let url = format!("{}/asana/attach-context", app.address);
+        requests.spawn(async move { client.post(url).json(&body()).send().await });
+    }
+    while let Some(response) = requests.join_next().await {
+        assert_eq!(response.expect("task").expect("sent").status(), 201);
+    }
+
+    let (refused, created) = (
+        refused.load(Ordering::SeqCst),
+        created.load(Ordering::SeqCst),
+    );
+    println!(
+        "20 attaches sent; {} requests reached Asana ({refused} refused with 429, {created} created)",
+        refused + created
+    );
+    assert_eq!(created, 20);
+    assert!(
+        (1..=4).contains(&refused),
+        "only the first wave (4 writes in flight) meets the 429: {refused}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "everyone waited Retry-After"
+    );
+}
+
+#[tokio::test]
+async fn a_spent_budget_answers_429_with_the_retry_after_to_honour() {
+    let app = spawn_app_with(VALID, &[("RETRY_BUDGET_SECS", "3")]).await;
+    app.mount_context("n", "t").await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "2"))
+        .expect(2)
+        .mount(&app.asana)
+        .await;
+
+    let response = app.post_attach(&body()).await;
+
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "2");
+    assert_eq!(error_code(response).await, "asana_rate_limited");
+}
+
+#[tokio::test]
+async fn a_context_server_503_is_retried() {
+    let app = spawn_app_with(VALID, &[]).await;
+    Mock::given(method("GET"))
+        .and(path("/contexts/n"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&app.context)
+        .await;
+    app.mount_context("n", "t").await;
+    app.expect_story("1", 1).await;
+
+    let response = app.post_attach(&body()).await;
+
+    assert_eq!(response.status(), 201);
+}
+
+#[tokio::test]
+async fn a_500_from_asana_after_it_created_the_comment_does_not_post_it_again() {
+    let app = spawn_app_with(VALID, &[]).await;
+    app.mount_context("n", "the text").await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+    mount_stories_list(&app, stories_with_our_comment("777", "the text")).await;
+
+    let response = app.post_attach(&body()).await;
+
+    assert_eq!(response.status(), 201);
+    let answer: Value = response.json().await.expect("JSON");
+    assert_eq!(answer["story_gid"], "777");
+}
+
+#[tokio::test]
+async fn a_timeout_whose_comment_exists_is_not_posted_again() {
+    let app = spawn_app_with(VALID, &[("ASANA_TIMEOUT_SECS", "1")]).await;
+    app.mount_context("n", "the text").await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(story("778"))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+    mount_stories_list(&app, stories_with_our_comment("778", "the text")).await;
+
+    let response = app.post_attach(&body()).await;
+
+    assert_eq!(response.status(), 201);
+    let answer: Value = response.json().await.expect("JSON");
+    assert_eq!(answer["story_gid"], "778");
+}
+
+#[tokio::test]
+async fn a_timeout_whose_comment_is_absent_is_posted_exactly_once_more() {
+    let app = spawn_app_with(VALID, &[("ASANA_TIMEOUT_SECS", "1")]).await;
+    app.mount_context("n", "the text").await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(ResponseTemplate::new(504).set_delay(Duration::from_secs(3)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+    app.expect_story("779", 1).await;
+    mount_stories_list(
+        &app,
+        ResponseTemplate::new(200).set_body_json(json!({"data": [], "next_page": null})),
+    )
+    .await;
+
+    let response = app.post_attach(&body()).await;
+
+    assert_eq!(response.status(), 201);
+    let answer: Value = response.json().await.expect("JSON");
+    assert_eq!(answer["story_gid"], "779");
+}
+
+#[tokio::test]
+async fn when_the_check_fails_the_comment_is_not_posted_blindly() {
+    let app = spawn_app_with(VALID, &[]).await;
+    app.mount_context("n", "the text").await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(ResponseTemplate::new(502))
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+    mount_stories_list(&app, ResponseTemplate::new(403)).await;
+
+    let response = app.post_attach(&body()).await;
+
+    assert_eq!(response.status(), 502);
+    assert_eq!(error_code(response).await, "upstream_error");
+}
+
+async fn post_with_key(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(format!("{}/asana/attach-context", app.address))
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("sent")
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_outcome_without_upstream_calls() {
+    let app = spawn_app_with(VALID, &[]).await;
+    Mock::given(method("GET"))
+        .and(path("/contexts/n"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"context_text": "t"})))
+        .expect(1)
+        .mount(&app.context)
+        .await;
+    app.expect_story("901", 1).await;
+
+    let first = post_with_key(&app, "order-1", &body()).await;
+    let second = post_with_key(&app, "order-1", &body()).await;
+
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (201, 201));
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    let (first, second): (Value, Value) = (
+        first.json().await.expect("JSON"),
+        second.json().await.expect("JSON"),
+    );
+    assert_eq!(first, second);
+    assert_eq!(second["story_gid"], "901");
+}
+
+#[tokio::test]
+async fn a_reused_key_with_another_body_gets_422() {
+    let app = spawn_app_with(VALID, &[]).await;
+    app.mount_context("n", "t").await;
+    app.expect_story("1", 1).await;
+
+    let first = post_with_key(&app, "order-2", &body()).await;
+    let other = post_with_key(
+        &app,
+        "order-2",
+        &json!({"task_gid": "1234567890", "context_name": "m"}),
+    )
+    .await;
+
+    assert_eq!(first.status(), 201);
+    assert_eq!(other.status(), 422);
+    assert_eq!(error_code(other).await, "idempotency_key_reused");
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_make_one_post() {
+    let app = spawn_app_with(VALID, &[]).await;
+    app.mount_context("n", "t").await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(story("902"))
+                .set_delay(Duration::from_millis(300)),
+        )
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let client = app.client.clone();
+        let url = format!("{}/asana/attach-context", app.address);
+        requests.spawn(async move {
+            client
+                .post(url)
+                .header("idempotency-key", "order-3")
+                .json(&body())
+                .send()
+                .await
+        });
+    }
+    while let Some(response) = requests.join_next().await {
+        let response = response.expect("task").expect("sent");
+        assert_eq!(response.status(), 201);
+        let answer: Value = response.json().await.expect("JSON");
+        assert_eq!(answer["story_gid"], "902");
+    }
+}
+
+#[tokio::test]
+async fn idempotency_keys_survive_a_restart() {
+    let dir_app = spawn_app_with(VALID, &[]).await;
+    dir_app.mount_context("n", "t").await;
+    dir_app.expect_story("903", 1).await;
+    let first = post_with_key(&dir_app, "order-4", &body()).await;
+    assert_eq!(first.status(), 201);
+    let keys = std::fs::read_to_string(dir_app.token_path.with_file_name("idempotency_keys.jsonl"))
+        .expect("the key file exists");
+
+    assert!(keys.contains("order-4"), "{keys}");
+    assert!(!keys.contains("access-token"), "no token in the key file");
+}
+
+#[tokio::test]
+async fn a_malformed_idempotency_key_gets_400() {
+    let app = spawn_app_with(VALID, &[]).await;
+
+    let response = post_with_key(&app, "has spaces", &body()).await;
+
+    assert_eq!(response.status(), 400);
+    assert_eq!(error_code(response).await, "invalid_request");
+    assert_eq!(app.upstream_requests().await, 0);
+}
