@@ -37,17 +37,25 @@ impl Running {
     }
 
     fn terminate(&mut self) -> ExitStatus {
+        self.send_sigterm();
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    fn send_sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+            assert!(Instant::now() < deadline, "did not exit within {within:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -259,4 +267,194 @@ async fn no_token_or_secret_reaches_the_log_even_at_debug() {
     ] {
         assert!(!log.contains(secret), "{secret} appears in the log");
     }
+}
+
+/// A service on the binary with wiremock upstreams, the token file seeded `valid_for`.
+struct Upstreams {
+    asana: MockServer,
+    context: MockServer,
+    dir: tempfile::TempDir,
+    vars: std::collections::HashMap<String, String>,
+}
+
+impl Upstreams {
+    async fn new(valid_for: Duration) -> Self {
+        let asana = MockServer::start().await;
+        let context = MockServer::start().await;
+        let dir = tempfile::tempdir().expect("dir");
+        let vars = test_vars(&asana, &context, &dir);
+        mcp_asana_linker::asana::TokenFile::new(vars["TOKEN_STORE_PATH"].clone().into())
+            .save(&stored_tokens(ACCESS_TOKEN, Some(REFRESH_TOKEN), valid_for))
+            .await
+            .expect("seed tokens");
+        wiremock::Mock::given(wiremock::matchers::path("/contexts/n"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(200).set_body_json(json!({"context_text": "t"})),
+            )
+            .mount(&context)
+            .await;
+        Self {
+            asana,
+            context,
+            dir,
+            vars,
+        }
+    }
+
+    fn start(&self, extra: &[(&str, &str)]) -> Running {
+        let mut pairs: Vec<(&str, &str)> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        pairs.extend_from_slice(extra);
+        start(self.dir.path(), &pairs)
+    }
+
+    fn token_path(&self) -> std::path::PathBuf {
+        self.vars["TOKEN_STORE_PATH"].clone().into()
+    }
+
+    async fn stories_posted(&self) -> usize {
+        self.asana
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path().ends_with("/stories"))
+            .count()
+    }
+}
+
+fn attach_in_background(
+    running: &Running,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let url = format!("{}/asana/attach-context", running.address);
+    tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .json(&json!({"task_gid": "1", "context_name": "n"}))
+            .send()
+            .await
+    })
+}
+
+#[tokio::test]
+async fn kill_9_during_refreshes_always_leaves_a_token_file_that_loads() {
+    let upstreams = Upstreams::new(Duration::ZERO).await;
+    // Tokens that expire at once, so every attach of every run refreshes.
+    wiremock::Mock::given(wiremock::matchers::path("/-/oauth_token"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(json!({
+                    "access_token": "access-rotated", "token_type": "bearer", "expires_in": 1,
+                    "refresh_token": "refresh-rotated",
+                    "data": {"gid": "42", "name": "Ada Lovelace", "email": "ada@example.com"}
+                }))
+                .set_delay(Duration::from_millis(5)),
+        )
+        .mount(&upstreams.asana)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/tasks/1/stories"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(201).set_body_json(json!({"data": {"gid": "5"}})),
+        )
+        .mount(&upstreams.asana)
+        .await;
+    let store = mcp_asana_linker::asana::TokenFile::new(upstreams.token_path());
+
+    for run in 0..25u64 {
+        let running = upstreams.start(&[]);
+        let attaches: Vec<_> = (0..4).map(|_| attach_in_background(&running)).collect();
+        // Kill moments spread from before the first request to after the last refresh.
+        tokio::time::sleep(Duration::from_millis(run * 12)).await;
+        drop(running); // SIGKILL
+        for attach in attaches {
+            let _ = attach.await;
+        }
+
+        let loaded = store.load().await;
+        assert!(
+            matches!(&loaded, Ok(Some(tokens)) if tokens.refresh_token.is_some()),
+            "run {run}: the token file does not load: {loaded:?}"
+        );
+    }
+    let refreshes = upstreams
+        .asana
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == "/-/oauth_token")
+        .count();
+    assert!(
+        refreshes >= 5,
+        "the kills landed among refreshes: {refreshes} refreshes"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(upstreams.token_path().parent().expect("dir"))
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(
+        leftovers.len() <= 1,
+        "stale temp files are cleaned at start: {leftovers:?}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_attach_finish_then_exits_0() {
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/tasks/1/stories"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(201)
+                .set_body_json(json!({"data": {"gid": "5"}}))
+                .set_delay(Duration::from_millis(800)),
+        )
+        .expect(1)
+        .mount(&upstreams.asana)
+        .await;
+    let mut running = upstreams.start(&[]);
+    let attach = attach_in_background(&running);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstreams.stories_posted().await == 0 {
+        assert!(Instant::now() < deadline, "the attach never reached Asana");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    running.send_sigterm();
+    let response = attach.await.expect("task").expect("answered");
+    let status = running.wait_exit(Duration::from_secs(10));
+
+    assert_eq!(response.status(), 201, "the in-flight attach finished");
+    assert!(status.success(), "exit status {status}");
+    assert!(upstreams.context.received_requests().await.is_some());
+}
+
+#[tokio::test]
+async fn sigterm_exits_0_when_the_grace_period_runs_out() {
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/tasks/1/stories"))
+        .respond_with(wiremock::ResponseTemplate::new(201).set_delay(Duration::from_secs(30)))
+        .mount(&upstreams.asana)
+        .await;
+    let mut running =
+        upstreams.start(&[("SHUTDOWN_GRACE_SECS", "1"), ("ASANA_TIMEOUT_SECS", "60")]);
+    let _attach = attach_in_background(&running);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstreams.stories_posted().await == 0 {
+        assert!(Instant::now() < deadline, "the attach never reached Asana");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let signalled = Instant::now();
+
+    running.send_sigterm();
+    let status = running.wait_exit(Duration::from_secs(5));
+
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(1),
+        "waited the grace period"
+    );
 }

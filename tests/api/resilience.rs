@@ -252,7 +252,10 @@ async fn an_idempotency_key_replays_the_first_outcome_without_upstream_calls() {
     let first = post_with_key(&app, "order-1", &body()).await;
     let second = post_with_key(&app, "order-1", &body()).await;
 
-    assert_eq!((first.status().as_u16(), second.status().as_u16()), (201, 201));
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (201, 201)
+    );
     assert_eq!(second.headers()["idempotent-replayed"], "true");
     let (first, second): (Value, Value) = (
         first.json().await.expect("JSON"),
