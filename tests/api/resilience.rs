@@ -344,3 +344,33 @@ async fn a_malformed_idempotency_key_gets_400() {
     assert_eq!(error_code(response).await, "invalid_request");
     assert_eq!(app.upstream_requests().await, 0);
 }
+
+#[tokio::test]
+async fn a_slow_upstream_never_holds_a_client_past_the_request_deadline() {
+    let app = spawn_app_with(
+        VALID,
+        &[("REQUEST_DEADLINE_SECS", "1"), ("ASANA_TIMEOUT_SECS", "30")],
+    )
+    .await;
+    app.mount_context("n", "t").await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(story("1"))
+                .set_delay(Duration::from_secs(10)),
+        )
+        .mount(&app.asana)
+        .await;
+    let started = Instant::now();
+
+    let response = app.post_attach(&body()).await;
+
+    assert_eq!(response.status(), 504);
+    assert_eq!(error_code(response).await, "upstream_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
