@@ -40,6 +40,8 @@ pub struct AppState {
     pub request_deadline: Duration,
     /// `Idempotency-Key` outcomes.
     pub idempotency: IdempotencyStore,
+    /// How comments are laid out.
+    pub comments: CommentSettings,
     /// Where contexts come from; `None` until `MCP_SERVER_URL` or `MCP_SERVER_COMMAND` is set.
     pub context: Option<ContextSource>,
     /// Asana's OAuth endpoints; `None` until the OAuth settings are complete.
@@ -52,6 +54,17 @@ pub struct AppState {
     pub api_key: Option<SecretString>,
     /// Whether cookies get `Secure` (the redirect URI is https).
     pub secure_cookies: bool,
+}
+
+/// Comment layout settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CommentSettings {
+    /// `COMMENT_HEADER`.
+    pub header: bool,
+    /// `ASANA_COMMENT_MAX_CHARS`.
+    pub max_chars: usize,
+    /// `MAX_COMMENT_PARTS`.
+    pub max_parts: usize,
 }
 
 /// A failure to start.
@@ -117,6 +130,11 @@ impl AppState {
             ),
             retry: settings.retry,
             request_deadline: settings.request_deadline,
+            comments: CommentSettings {
+                header: settings.comment_header,
+                max_chars: settings.asana_comment_max_chars,
+                max_parts: settings.max_comment_parts,
+            },
             idempotency,
             context: settings.context_server.as_ref().map(|server| {
                 ContextSource::new(
@@ -148,6 +166,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/asana/oauth/authorize", get(routes::oauth::authorize))
         .route("/asana/oauth/callback", get(routes::oauth::callback))
         .route("/asana/attach-context", attach)
+        .route(
+            "/asana/preview",
+            post(routes::attach::preview)
+                .route_layer(from_fn_with_state(state.clone(), require_api_access)),
+        )
         .route(
             "/contexts",
             get(routes::contexts::list)

@@ -126,6 +126,12 @@ pub struct Settings {
     pub request_deadline: Duration,
     /// `SHUTDOWN_GRACE_SECS`: how long in-flight requests may finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// `COMMENT_HEADER`: start each comment with the context's name and origin.
+    pub comment_header: bool,
+    /// `ASANA_COMMENT_MAX_CHARS`: most characters of one comment as sent.
+    pub asana_comment_max_chars: usize,
+    /// `MAX_COMMENT_PARTS`: most comments one context may become.
+    pub max_comment_parts: usize,
 }
 
 /// Every setting as text, after layering and before validation.
@@ -155,6 +161,9 @@ struct RawSettings {
     asana_max_concurrent_writes: String,
     request_deadline_secs: String,
     shutdown_grace_secs: String,
+    comment_header: String,
+    asana_comment_max_chars: String,
+    max_comment_parts: String,
 }
 
 const DEFAULTS: &[(&str, &str)] = &[
@@ -178,6 +187,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("asana_max_concurrent_writes", "15"),
     ("request_deadline_secs", "60"),
     ("shutdown_grace_secs", "20"),
+    ("comment_header", "true"),
+    ("asana_comment_max_chars", "60000"),
+    ("max_comment_parts", "10"),
 ];
 
 impl Settings {
@@ -385,6 +397,29 @@ impl RawSettings {
             )? as usize,
             request_deadline: parse_secs("REQUEST_DEADLINE_SECS", &self.request_deadline_secs)?,
             shutdown_grace: parse_secs("SHUTDOWN_GRACE_SECS", &self.shutdown_grace_secs)?,
+            comment_header: match self.comment_header.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    return Err(invalid(
+                        "COMMENT_HEADER",
+                        &self.comment_header,
+                        "expected true or false",
+                    ));
+                }
+            },
+            asana_comment_max_chars: match self.asana_comment_max_chars.parse::<usize>() {
+                Ok(n) if (1000..=1_000_000).contains(&n) => n,
+                _ => {
+                    return Err(invalid(
+                        "ASANA_COMMENT_MAX_CHARS",
+                        &self.asana_comment_max_chars,
+                        "expected a whole number from 1000 to 1000000",
+                    ));
+                }
+            },
+            max_comment_parts: parse_count("MAX_COMMENT_PARTS", &self.max_comment_parts, 100)?
+                as usize,
         })
     }
 }
@@ -433,6 +468,8 @@ mod tests {
             ("MCP_PROTOCOL", "grpc"),
             ("RETRY_MAX_ATTEMPTS", "0"),
             ("ASANA_MAX_CONCURRENT_WRITES", "many"),
+            ("COMMENT_HEADER", "maybe"),
+            ("ASANA_COMMENT_MAX_CHARS", "10"),
             ("MCP_SERVER_COMMAND", "npx 'unclosed"),
         ];
         for (name, value) in cases {

@@ -30,6 +30,9 @@ pub enum ApiError {
     /// 405 `method_not_allowed`.
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// 413 `context_too_large`: the context needs more comments than `MAX_COMMENT_PARTS`.
+    #[error("{0}")]
+    ContextTooLarge(String),
     /// 413 `payload_too_large`: body over 64 KiB.
     #[error("request body is larger than 64 KiB")]
     PayloadTooLarge,
@@ -94,7 +97,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge | Self::ContextTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::AsanaForbidden(_) => StatusCode::FORBIDDEN,
             Self::AsanaRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -115,6 +118,7 @@ impl ApiError {
             Self::RouteNotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::ContextTooLarge(_) => "context_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::ContextNotFound { .. } => "context_not_found",
             Self::ListingUnsupported(_) => "listing_not_supported",
@@ -269,6 +273,7 @@ impl From<AttachError> for ApiError {
             AttachError::Token(e) => e.into(),
             AttachError::Context(e) => e.into(),
             AttachError::Asana(e) => e.into(),
+            AttachError::TooLarge(e) => Self::ContextTooLarge(e.to_string()),
         }
     }
 }
@@ -301,6 +306,7 @@ mod tests {
             ApiError::RouteNotFound,
             ApiError::MethodNotAllowed,
             ApiError::PayloadTooLarge,
+            ApiError::ContextTooLarge(String::new()),
             ApiError::UnsupportedMediaType,
             ApiError::ContextNotFound {
                 name: String::new(),

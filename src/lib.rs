@@ -12,6 +12,7 @@ pub mod context;
 pub mod domain;
 pub mod error;
 pub mod idempotency;
+pub mod render;
 pub mod retry;
 pub mod routes;
 pub mod telemetry;

@@ -12,7 +12,8 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::token_file::AsanaUser;
-use crate::domain::TaskGid;
+use crate::domain::{CustomFieldGid, TaskGid};
+use crate::render::CommentBody;
 use crate::retry::{Retry, retry_after};
 
 /// A failed call to Asana's REST API, in Asana's terms.
@@ -111,6 +112,9 @@ pub struct ListedStory {
     /// Plain text, for comments.
     #[serde(default)]
     pub text: Option<String>,
+    /// Rich text, for comments.
+    #[serde(default)]
+    pub html_text: Option<String>,
     /// `comment_added` for comments.
     #[serde(default)]
     pub resource_subtype: Option<String>,
@@ -267,7 +271,10 @@ impl AsanaClient {
     ) -> Result<StoriesPage, AsanaError> {
         let mut query = vec![
             ("limit", "100"),
-            ("opt_fields", "text,resource_subtype,created_at,created_by"),
+            (
+                "opt_fields",
+                "text,html_text,resource_subtype,created_at,created_by",
+            ),
         ];
         if let Some(offset) = offset {
             query.push(("offset", offset));
@@ -280,20 +287,48 @@ impl AsanaClient {
         read_body(response, task.as_str()).await
     }
 
-    /// Posts `text` as a comment on the task.
+    /// Posts a comment on the task (`html_text` or `text`), pinned if asked.
     #[tracing::instrument(skip_all, fields(task_gid = %task))]
     pub async fn create_story(
         &self,
         token: &SecretString,
         task: &TaskGid,
-        text: &str,
+        body: &CommentBody,
+        pin: bool,
     ) -> Result<Story, AsanaError> {
+        let mut data = match body {
+            CommentBody::Html(html) => json!({"html_text": html}),
+            CommentBody::Text(text) => json!({"text": text}),
+        };
+        if pin {
+            data["is_pinned"] = json!(true);
+        }
         let request = self
             .http
             .post(format!("{}/tasks/{task}/stories", self.base))
-            .json(&json!({"data": {"text": text}}));
+            .json(&json!({"data": data}));
         let response = self.send(request, token, true).await?;
         read_data(response, task.as_str()).await
+    }
+
+    /// Sets a text custom field of the task.
+    #[tracing::instrument(skip_all, fields(task_gid = %task, custom_field_gid = %field.as_str()))]
+    pub async fn set_text_field(
+        &self,
+        token: &SecretString,
+        task: &TaskGid,
+        field: &CustomFieldGid,
+        text: &str,
+    ) -> Result<(), AsanaError> {
+        let request = self
+            .http
+            .put(format!("{}/tasks/{task}", self.base))
+            .query(&[("opt_fields", "gid")])
+            .json(&json!({"data": {"custom_fields": {field.as_str(): text}}}));
+        let response = self.send(request, token, true).await?;
+        read_data::<serde_json::Value>(response, task.as_str())
+            .await
+            .map(|_| ())
     }
 
     /// The user the token belongs to.

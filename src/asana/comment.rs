@@ -6,6 +6,7 @@ use secrecy::SecretString;
 
 use super::client::{AsanaClient, AsanaError, ListedStory, Story};
 use crate::domain::TaskGid;
+use crate::render::{CommentBody, text_content};
 use crate::retry::{Retry, RetryPolicy};
 
 /// Pages of stories read when looking for our comment (100 stories each).
@@ -18,8 +19,10 @@ const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 pub struct CommentDraft<'a> {
     /// The task.
     pub task: &'a TaskGid,
-    /// The comment's text.
-    pub text: &'a str,
+    /// The comment.
+    pub body: &'a CommentBody,
+    /// Pin it.
+    pub pin: bool,
     /// The gid of the user the token belongs to.
     pub author_gid: Option<&'a str>,
 }
@@ -37,7 +40,10 @@ pub async fn post_comment(
     let first_attempt = Utc::now();
     let mut attempts = policy.start();
     loop {
-        let error = match asana.create_story(token, draft.task, draft.text).await {
+        let error = match asana
+            .create_story(token, draft.task, draft.body, draft.pin)
+            .await
+        {
             Ok(story) => return Ok(story),
             Err(error) => error,
         };
@@ -76,6 +82,7 @@ async fn find_comment(
     author: &str,
     since: DateTime<Utc>,
 ) -> Result<Option<Story>, AsanaError> {
+    let wanted = squeeze(&draft.body.visible_text());
     let mut offset: Option<String> = None;
     for _ in 0..MAX_PAGES {
         let page = asana
@@ -84,7 +91,7 @@ async fn find_comment(
         if let Some(story) = page
             .data
             .iter()
-            .find(|story| is_our_comment(story, draft.text, author, since))
+            .find(|story| is_our_comment(story, &wanted, author, since))
         {
             return Ok(Some(Story {
                 gid: story.gid.clone(),
@@ -98,7 +105,18 @@ async fn find_comment(
     Ok(None)
 }
 
-fn is_our_comment(story: &ListedStory, text: &str, author: &str, since: DateTime<Utc>) -> bool {
+/// Text without whitespace: Asana may re-flow what it stores.
+fn squeeze(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// A comment by `author` since `since` whose visible text (without whitespace) is `wanted`.
+fn is_our_comment(story: &ListedStory, wanted: &str, author: &str, since: DateTime<Utc>) -> bool {
+    let visible = match (&story.html_text, &story.text) {
+        (Some(html), _) => text_content(html),
+        (None, Some(text)) => text.clone(),
+        (None, None) => return false,
+    };
     let recent = story
         .created_at
         .as_deref()
@@ -106,7 +124,7 @@ fn is_our_comment(story: &ListedStory, text: &str, author: &str, since: DateTime
         .is_some_and(|at| at.with_timezone(&Utc) >= since - CLOCK_SKEW);
     story.resource_subtype.as_deref() == Some("comment_added")
         && story.created_by.as_ref().is_some_and(|by| by.gid == author)
-        && story.text.as_deref().map(str::trim) == Some(text.trim())
+        && squeeze(&visible) == wanted
         && recent
 }
 
@@ -119,6 +137,7 @@ mod tests {
         ListedStory {
             gid: "1".into(),
             text: Some(text.into()),
+            html_text: None,
             resource_subtype: Some("comment_added".into()),
             created_at: Some(created_at.into()),
             created_by: Some(Author { gid: author.into() }),

@@ -48,8 +48,12 @@ pub enum SourceRef {
 pub struct Context {
     /// The text to post.
     pub text: String,
-    /// Its origin.
+    /// Its origin, as reported to the client.
     pub source: SourceRef,
+    /// Its MIME type, when the source says.
+    pub mime_type: Option<String>,
+    /// Where it came from, for the comment's header: a resource URI or the server.
+    pub origin: String,
 }
 
 /// What a source offers, for people choosing a name (`GET /contexts`).

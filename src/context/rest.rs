@@ -59,6 +59,8 @@ impl RestContextSource {
                     source: SourceRef::Rest {
                         name: name.to_string(),
                     },
+                    mime_type: None,
+                    origin: self.base.clone(),
                 })
             }
             StatusCode::NOT_FOUND => Err(ContextError::NotFound {

@@ -2,8 +2,9 @@
 
 use serde::Deserialize;
 
-use super::{ContextName, InvalidInput, TaskGid};
+use super::{ContextName, CustomFieldGid, InvalidInput, TaskGid};
 use crate::context::PromptArguments;
+use crate::render::Format;
 
 /// Most prompt arguments one request may carry.
 const MAX_ARGUMENTS: usize = 64;
@@ -19,6 +20,43 @@ pub struct AttachRequestBody {
     /// Arguments for an MCP prompt; values must be strings, as MCP requires.
     #[serde(default)]
     pub arguments: PromptArguments,
+    /// `markdown`, `plain` or `code`; by default from the context's MIME type.
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// `"comment"` (default) or `{"custom_field_gid": "…"}`.
+    #[serde(default)]
+    pub target: Option<TargetBody>,
+    /// Pin the (first) comment.
+    #[serde(default)]
+    pub pin: bool,
+    /// End the comment with a line naming the linker.
+    #[serde(default)]
+    pub footer: bool,
+}
+
+/// Where the context goes, as sent.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TargetBody {
+    /// `"comment"`.
+    Named(String),
+    /// `{"custom_field_gid": "…"}`.
+    CustomField {
+        /// The text custom field to write.
+        custom_field_gid: String,
+    },
+}
+
+/// Where the context goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One or more comments, the first pinned if asked.
+    Comment {
+        /// Pin the first comment.
+        pin: bool,
+    },
+    /// A text custom field of the task.
+    CustomField(CustomFieldGid),
 }
 
 /// A validated attach request.
@@ -30,6 +68,12 @@ pub struct AttachRequest {
     pub context_name: ContextName,
     /// Arguments for an MCP prompt.
     pub arguments: PromptArguments,
+    /// The format asked for, if any.
+    pub format: Option<Format>,
+    /// Where the context goes.
+    pub target: Target,
+    /// Whether to add the footer line.
+    pub footer: bool,
 }
 
 impl AttachRequest {
@@ -39,6 +83,9 @@ impl AttachRequest {
             "task_gid": self.task_gid.as_str(),
             "context_name": self.context_name.as_str(),
             "arguments": self.arguments,
+            "format": self.format.map(|f| format!("{f:?}")),
+            "target": format!("{:?}", self.target),
+            "footer": self.footer,
         })
     }
 }
@@ -57,6 +104,25 @@ impl TryFrom<AttachRequestBody> for AttachRequest {
             } else {
                 body.arguments
             },
+            format: body.format,
+            target: match (body.target, body.pin) {
+                (None, pin) => Target::Comment { pin },
+                (Some(TargetBody::Named(name)), pin) if name == "comment" => {
+                    Target::Comment { pin }
+                }
+                (Some(TargetBody::Named(other)), _) => {
+                    return Err(InvalidInput(format!(
+                        "target must be \"comment\" or {{\"custom_field_gid\": \"…\"}}, not {other:?}"
+                    )));
+                }
+                (Some(TargetBody::CustomField { .. }), true) => {
+                    return Err(InvalidInput("pin applies to comments only".to_owned()));
+                }
+                (Some(TargetBody::CustomField { custom_field_gid }), false) => {
+                    Target::CustomField(CustomFieldGid::parse(&custom_field_gid)?)
+                }
+            },
+            footer: body.footer,
         })
     }
 }

@@ -5,8 +5,9 @@ mod context_name;
 mod task_gid;
 
 pub use attach_request::{AttachRequest, AttachRequestBody};
+pub use attach_request::{Target, TargetBody};
 pub use context_name::ContextName;
-pub use task_gid::TaskGid;
+pub use task_gid::{CustomFieldGid, TaskGid};
 
 /// Why a request field was refused; the message is shown to the client.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

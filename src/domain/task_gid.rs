@@ -1,4 +1,4 @@
-//! The gid of an Asana task.
+//! Asana gids: of a task, and of a custom field.
 
 use std::fmt;
 
@@ -11,9 +11,34 @@ pub struct TaskGid(String);
 impl TaskGid {
     /// Accepts 1–32 ASCII digits and nothing else.
     pub fn parse(value: &str) -> Result<Self, InvalidInput> {
-        if value.is_empty() || value.len() > 32 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        if !is_gid(value) {
             return Err(InvalidInput(
                 "task_gid must be 1 to 32 ASCII digits".to_owned(),
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The gid as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_gid(value: &str) -> bool {
+    !value.is_empty() && value.len() <= 32 && value.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An Asana custom field gid: 1–32 ASCII digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CustomFieldGid(String);
+
+impl CustomFieldGid {
+    /// Accepts 1–32 ASCII digits and nothing else.
+    pub fn parse(value: &str) -> Result<Self, InvalidInput> {
+        if !is_gid(value) {
+            return Err(InvalidInput(
+                "custom_field_gid must be 1 to 32 ASCII digits".to_owned(),
             ));
         }
         Ok(Self(value.to_owned()))

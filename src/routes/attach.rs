@@ -1,4 +1,5 @@
-//! `POST /asana/attach-context`, with an optional `Idempotency-Key`.
+//! `POST /asana/attach-context`, with an optional `Idempotency-Key`, and
+//! `POST /asana/preview`.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
-use crate::attach::{Attached, attach_context};
+use crate::attach::{Attached, Preview, attach_context, preview_context};
 use crate::domain::{AttachRequest, AttachRequestBody};
 use crate::error::{ApiError, ApiJson};
 use crate::idempotency::{IdempotencyKey, Once, Outcome, fingerprint};
@@ -40,6 +41,15 @@ pub async fn attach(
     })
 }
 
+/// What attach would post (the `html_text` parts), without calling Asana.
+pub async fn preview(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<AttachRequestBody>,
+) -> Result<Json<Preview>, ApiError> {
+    let request = AttachRequest::try_from(body)?;
+    Ok(Json(preview_context(&state, &request).await?))
+}
+
 async fn run(state: &AppState, request: &AttachRequest) -> Result<Attached, ApiError> {
     tokio::time::timeout(state.request_deadline, attach_context(state, request))
         .await
@@ -61,7 +71,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
 
 fn respond(result: Result<Attached, ApiError>) -> Response {
     match result {
-        Ok(attached) => (StatusCode::CREATED, Json(attached)).into_response(),
+        Ok(attached) => (attached.status(), Json(attached)).into_response(),
         Err(error) => error.into_response(),
     }
 }
@@ -69,7 +79,7 @@ fn respond(result: Result<Attached, ApiError>) -> Response {
 fn outcome(result: &Result<Attached, ApiError>) -> Outcome {
     match result {
         Ok(attached) => Outcome {
-            status: StatusCode::CREATED.as_u16(),
+            status: attached.status().as_u16(),
             body: serde_json::to_value(attached).unwrap_or_default(),
         },
         Err(error) => Outcome {

@@ -11,7 +11,7 @@ use crate::helpers::{
 };
 
 #[tokio::test]
-async fn attach_posts_the_context_in_a_data_envelope_and_answers_201() {
+async fn attach_posts_plain_text_in_a_data_envelope_and_answers_201() {
     let app = spawn_app().await;
     app.mount_context("design_notes", "# Design\nUse Rust.")
         .await;
@@ -28,7 +28,9 @@ async fn attach_posts_the_context_in_a_data_envelope_and_answers_201() {
         .await;
 
     let response = app
-        .post_attach(&json!({"task_gid": "1234567890", "context_name": "design_notes"}))
+        .post_attach(
+            &json!({"task_gid": "1234567890", "context_name": "design_notes", "format": "plain"}),
+        )
         .await;
 
     assert_eq!(response.status(), 201);
@@ -37,6 +39,7 @@ async fn attach_posts_the_context_in_a_data_envelope_and_answers_201() {
         body,
         json!({
             "story_gid": "555",
+            "story_gids": ["555"],
             "task_gid": "1234567890",
             "context_name": "design_notes",
             "source": {"kind": "rest", "name": "design_notes"}

@@ -59,6 +59,8 @@ pub fn test_vars(
         ("MCP_SERVER_URL", context.uri()),
         // The seed's REST contract; MCP and `auto` have tests of their own.
         ("MCP_PROTOCOL", "rest".to_owned()),
+        // Bodies stay readable in assertions; the header has tests of its own.
+        ("COMMENT_HEADER", "false".to_owned()),
         ("ASANA_CLIENT_ID", CLIENT_ID.to_owned()),
         ("ASANA_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
         (

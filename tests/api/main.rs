@@ -11,3 +11,4 @@ mod mcp_fixture;
 mod oauth;
 mod refresh;
 mod resilience;
+mod rich;

@@ -30,7 +30,11 @@ async fn expect_comment(app: &TestApp, text: &str) {
         .await;
 }
 
-async fn attach(app: &TestApp, body: Value) -> (u16, Value) {
+/// Attaches as plain text, so assertions read the context as the server gave it.
+async fn attach(app: &TestApp, mut body: Value) -> (u16, Value) {
+    if body.get("format").is_none() {
+        body["format"] = json!("plain");
+    }
     let response = app.post_attach(&body).await;
     let status = response.status().as_u16();
     (status, response.json().await.expect("JSON"))

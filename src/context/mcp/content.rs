@@ -21,6 +21,14 @@ pub fn resource_text(contents: &[ResourceContents]) -> String {
         .join("\n")
 }
 
+/// The MIME type of the first text part, if the server gave one.
+pub fn mime_type(contents: &[ResourceContents]) -> Option<String> {
+    contents.iter().find_map(|content| match content {
+        ResourceContents::TextResourceContents { mime_type, .. } => mime_type.clone(),
+        _ => None,
+    })
+}
+
 /// The text of a rendered prompt: each message's content in order, binary parts named.
 pub fn prompt_text(messages: &[PromptMessage]) -> String {
     messages

@@ -91,9 +91,11 @@ impl McpSource {
         match result {
             Ok(read) => Ok(Context {
                 text: content::resource_text(&read.contents),
+                mime_type: content::mime_type(&read.contents),
                 source: SourceRef::McpResource {
                     uri: uri.to_owned(),
                 },
+                origin: uri.to_owned(),
             }),
             Err(error) if is_not_found(&error) => Err(ContextError::NotFound {
                 name: uri.to_owned(),
@@ -123,9 +125,11 @@ impl McpSource {
         match result {
             Ok(prompt) => Ok(Context {
                 text: content::prompt_text(&prompt.messages),
+                mime_type: None,
                 source: SourceRef::McpPrompt {
                     name: name.to_owned(),
                 },
+                origin: format!("prompt {name} on {}", self.session.target().describe()),
             }),
             // The prompt exists (it is listed), so invalid params means bad arguments.
             Err(error) if is_not_found(&error) => {

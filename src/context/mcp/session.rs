@@ -32,7 +32,8 @@ pub enum McpTarget {
 }
 
 impl McpTarget {
-    fn describe(&self) -> String {
+    /// The endpoint URL or the stdio command, for logs and comment headers.
+    pub fn describe(&self) -> String {
         match self {
             Self::Http { url, .. } => url.to_string(),
             Self::Stdio(words) => format!("stdio:{}", words.join(" ")),
@@ -64,6 +65,11 @@ impl Session {
             current: Mutex::new(None),
             generations: AtomicU64::new(0),
         }
+    }
+
+    /// The server this session talks to.
+    pub fn target(&self) -> &McpTarget {
+        &self.target
     }
 
     /// Connects now if not connected (used by `auto` to probe for MCP).

@@ -1,0 +1,259 @@
+//! Contexts as Asana comments: Markdown rendered to Asana's `html_text`, plain text, or one
+//! code block; a header line; long contexts split at block boundaries into numbered parts.
+
+mod markdown;
+mod split;
+
+use serde::{Deserialize, Serialize};
+
+/// How the context's text is turned into a comment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Markdown rendered as Asana rich text.
+    Markdown,
+    /// The text as it is.
+    Plain,
+    /// The whole text in one code block.
+    Code,
+}
+
+impl Format {
+    /// The default for a source mime type: Markdown for `text/markdown` or unknown, else plain.
+    pub fn for_mime_type(mime_type: Option<&str>) -> Self {
+        match mime_type {
+            None => Self::Markdown,
+            Some(mime) if mime.eq_ignore_ascii_case("text/markdown") => Self::Markdown,
+            Some(_) => Self::Plain,
+        }
+    }
+}
+
+/// One comment to post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommentBody {
+    /// Rich text: `<body>…</body>`, sent as `html_text`.
+    Html(String),
+    /// Plain text, sent as `text`.
+    Text(String),
+}
+
+impl CommentBody {
+    /// The characters Asana counts.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Html(s) | Self::Text(s) => s.chars().count(),
+        }
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The text a reader sees, for recognising the comment among a task's stories.
+    pub fn visible_text(&self) -> String {
+        match self {
+            Self::Html(html) => text_content(html),
+            Self::Text(text) => text.clone(),
+        }
+    }
+}
+
+/// How comments are laid out.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Most characters in one comment (the `html_text` or `text` actually sent).
+    pub max_chars: usize,
+    /// Most comments one context may become.
+    pub max_parts: usize,
+    /// The header line, e.g. "Context design_notes from ctx://…"; `None` for no header.
+    pub header: Option<String>,
+    /// Whether to end with a line naming the linker.
+    pub footer: bool,
+}
+
+/// The context does not fit in the allowed number of comments.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the context needs {parts} comments of at most {max_chars} characters; at most {max_parts} are allowed (MAX_COMMENT_PARTS)"
+)]
+pub struct TooLarge {
+    /// Comments it would take.
+    pub parts: usize,
+    /// The allowed number.
+    pub max_parts: usize,
+    /// The per-comment limit.
+    pub max_chars: usize,
+}
+
+/// A rendered top-level block: its html, its text content, and its raw code if it is a code
+/// block (so it can be split into several code blocks).
+#[derive(Debug, Clone)]
+pub struct Block {
+    html: String,
+    plain: String,
+    code: Option<String>,
+}
+
+const FOOTER: &str = "Posted by mcp-asana-linker";
+
+/// Renders `text` in `format` into the comments to post, in order.
+pub fn render(text: &str, format: Format, layout: &Layout) -> Result<Vec<CommentBody>, TooLarge> {
+    let numbered = |i: usize, n: usize, header: &str| {
+        if n > 1 {
+            format!("{header} ({i}/{n})")
+        } else {
+            header.to_owned()
+        }
+    };
+    let widest_header = layout
+        .header
+        .as_deref()
+        .map(|h| numbered(layout.max_parts, layout.max_parts, h));
+    let mut parts = match format {
+        Format::Plain => {
+            let overhead = widest_header.as_ref().map_or(0, |h| h.chars().count() + 2)
+                + if layout.footer { FOOTER.len() + 2 } else { 0 };
+            let room = layout.max_chars.saturating_sub(overhead).max(1);
+            split::text_parts(&xml_safe(text), room)
+        }
+        Format::Markdown | Format::Code => {
+            let blocks = match format {
+                Format::Code => vec![code_block(text)],
+                _ => markdown::blocks(text),
+            };
+            let overhead = "<body></body>".len()
+                + widest_header.as_ref().map_or(0, |h| {
+                    escape(h).chars().count() + "<strong></strong>\n\n".len()
+                })
+                + if layout.footer {
+                    FOOTER.len() + "\n\n<em></em>".len()
+                } else {
+                    0
+                };
+            let room = layout.max_chars.saturating_sub(overhead).max(1);
+            split::html_parts(&blocks, room)
+        }
+    };
+    if parts.is_empty() {
+        // An empty context still makes one comment (its header says what it was).
+        parts.push(String::new());
+    }
+    if parts.len() > layout.max_parts {
+        return Err(TooLarge {
+            parts: parts.len(),
+            max_parts: layout.max_parts,
+            max_chars: layout.max_chars,
+        });
+    }
+    let count = parts.len();
+    Ok(parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let header = layout.header.as_deref().map(|h| numbered(i + 1, count, h));
+            let last = i + 1 == count;
+            match format {
+                Format::Plain => {
+                    let mut body = header.map(|h| format!("{h}\n\n")).unwrap_or_default();
+                    body.push_str(&part);
+                    if last && layout.footer {
+                        body.push_str(&format!("\n\n{FOOTER}"));
+                    }
+                    CommentBody::Text(body)
+                }
+                _ => {
+                    let mut body = String::from("<body>");
+                    if let Some(h) = header {
+                        body.push_str(&format!("<strong>{}</strong>\n\n", escape(&h)));
+                    }
+                    body.push_str(&part);
+                    if last && layout.footer {
+                        body.push_str(&format!("\n\n<em>{FOOTER}</em>"));
+                    }
+                    body.push_str("</body>");
+                    CommentBody::Html(body)
+                }
+            }
+        })
+        .collect())
+}
+
+fn code_block(text: &str) -> Block {
+    Block {
+        html: format!("<code>{}</code>", escape(text)),
+        plain: xml_safe(text),
+        code: Some(text.to_owned()),
+    }
+}
+
+/// Drops characters XML 1.0 cannot carry (controls other than tab and newline, U+FFFE/F).
+pub fn xml_safe(text: &str) -> String {
+    text.chars()
+        .filter(|c| {
+            !(c.is_control() && *c != '\n' && *c != '\t') && *c != '\u{FFFE}' && *c != '\u{FFFF}'
+        })
+        .collect()
+}
+
+/// Escapes text for element content and attribute values (`& < > "`).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in xml_safe(text).chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The text of an `html_text` fragment: tags dropped, entities decoded.
+pub fn text_content(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '<' => match rest.find('>') {
+                Some(end) => rest = &rest[end + 1..],
+                None => break,
+            },
+            '&' => {
+                let end = rest.find(';').filter(|e| *e <= 8);
+                let decoded = end.and_then(|e| match &rest[1..e] {
+                    "amp" => Some('&'),
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    numeric => numeric
+                        .strip_prefix('#')
+                        .and_then(|n| n.parse().ok())
+                        .and_then(char::from_u32),
+                });
+                match (end, decoded) {
+                    (Some(end), Some(ch)) => {
+                        out.push(ch);
+                        rest = &rest[end + 1..];
+                    }
+                    _ => {
+                        out.push('&');
+                        rest = &rest[1..];
+                    }
+                }
+            }
+            c => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
