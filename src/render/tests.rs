@@ -254,7 +254,13 @@ proptest! {
 #[test]
 fn the_default_format_follows_the_mime_type() {
     assert_eq!(Format::for_mime_type(None), Format::Markdown);
-    assert_eq!(Format::for_mime_type(Some("text/markdown")), Format::Markdown);
+    assert_eq!(
+        Format::for_mime_type(Some("text/markdown")),
+        Format::Markdown
+    );
     assert_eq!(Format::for_mime_type(Some("text/plain")), Format::Plain);
-    assert_eq!(Format::for_mime_type(Some("application/json")), Format::Plain);
+    assert_eq!(
+        Format::for_mime_type(Some("application/json")),
+        Format::Plain
+    );
 }
