@@ -23,9 +23,12 @@ use crate::idempotency::{IdempotencyFileError, IdempotencyStore};
 use crate::retry::RetryPolicy;
 use crate::routes;
 use crate::telemetry;
+use crate::webhooks::{HookStore, Queue, Rules, RulesError, spawn_workers};
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest webhook delivery accepted (Asana batches events).
+const WEBHOOK_BODY_BYTES: usize = 1024 * 1024;
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -42,6 +45,14 @@ pub struct AppState {
     pub idempotency: IdempotencyStore,
     /// How comments are laid out.
     pub comments: CommentSettings,
+    /// Registered webhooks and their secrets.
+    pub hooks: HookStore,
+    /// Webhook events waiting for a worker.
+    pub webhook_queue: Queue,
+    /// Webhook events handled and comments the linker posted (24 h, on disk).
+    pub webhook_seen: IdempotencyStore,
+    /// Webhook rules from `WEBHOOK_RULES_PATH`.
+    pub webhook_rules: Rules,
     /// Where contexts come from; `None` until `MCP_SERVER_URL` or `MCP_SERVER_COMMAND` is set.
     pub context: Option<ContextSource>,
     /// Asana's OAuth endpoints; `None` until the OAuth settings are complete.
@@ -73,6 +84,9 @@ pub enum StartupError {
     /// The HTTP client could not be built (TLS setup).
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
+    /// The webhook rules file is unusable.
+    #[error(transparent)]
+    Rules(#[from] RulesError),
     /// The idempotency key file could not be read or compacted.
     #[error(transparent)]
     Idempotency(IdempotencyFileError),
@@ -120,6 +134,13 @@ impl AppState {
             .with_file_name("idempotency_keys.jsonl");
         let idempotency =
             IdempotencyStore::open(idempotency_path).map_err(StartupError::Idempotency)?;
+        let beside_tokens = |name: &str| settings.token_store_path.with_file_name(name);
+        let webhook_seen = IdempotencyStore::open(beside_tokens("webhook_seen.jsonl"))
+            .map_err(StartupError::Idempotency)?;
+        let webhook_rules = match &settings.webhook_rules_path {
+            Some(path) => Rules::load(path)?,
+            None => Rules::default(),
+        };
         Ok(Self {
             tokens,
             asana: AsanaClient::new(
@@ -130,6 +151,10 @@ impl AppState {
             ),
             retry: settings.retry,
             request_deadline: settings.request_deadline,
+            hooks: HookStore::new(beside_tokens("webhooks.json")),
+            webhook_queue: Queue::new(),
+            webhook_seen,
+            webhook_rules,
             comments: CommentSettings {
                 header: settings.comment_header,
                 max_chars: settings.asana_comment_max_chars,
@@ -167,6 +192,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/asana/oauth/callback", get(routes::oauth::callback))
         .route("/asana/attach-context", attach)
         .route(
+            "/asana/webhooks/{hook_id}",
+            post(routes::webhooks::receive).layer(DefaultBodyLimit::max(WEBHOOK_BODY_BYTES)),
+        )
+        .route(
             "/asana/preview",
             post(routes::attach::preview)
                 .route_layer(from_fn_with_state(state.clone(), require_api_access)),
@@ -191,6 +220,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     shutdown_grace: Duration,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    stop_workers: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -212,10 +243,15 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
+        let state = Arc::new(state);
+        let (stop_workers, stop) = tokio::sync::watch::channel(false);
+        let workers = spawn_workers(Arc::clone(&state), stop);
         Ok(Self {
             listener,
-            router: router(Arc::new(state)),
+            router: router(state),
             shutdown_grace: settings.shutdown_grace,
+            workers,
+            stop_workers,
         })
     }
 
@@ -248,14 +284,24 @@ impl Application {
         )
         .with_graceful_shutdown(signal);
         let grace = self.shutdown_grace;
+        let (stop_workers, workers) = (self.stop_workers, self.workers);
+        // In-flight requests, then queued webhook events, all within the grace period.
+        let finish = async move {
+            let served = server.await;
+            let _ = stop_workers.send(true);
+            for worker in workers {
+                let _ = worker.await;
+            }
+            served
+        };
         let grace_over = async move {
             let _ = stopped.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            served = server => served,
+            finished = finish => finished,
             () = grace_over => {
-                tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after the grace period; exiting");
+                tracing::warn!(grace_secs = grace.as_secs(), "work still in flight after the grace period; exiting");
                 Ok(())
             }
         }

@@ -136,6 +136,11 @@ pub async fn attach_context(
                     post_comment(&state.asana, &state.retry, &token, draft).await
                 })
                 .await?;
+                // Remembered so webhook rules never act on the linker's own comments.
+                state
+                    .webhook_seen
+                    .remember(&format!("story:{}", story.gid))
+                    .await;
                 story_gids.push(story.gid);
             }
             Written::Comments {

@@ -132,6 +132,8 @@ pub struct Settings {
     pub asana_comment_max_chars: usize,
     /// `MAX_COMMENT_PARTS`: most comments one context may become.
     pub max_comment_parts: usize,
+    /// `WEBHOOK_RULES_PATH`: TOML file of webhook rules.
+    pub webhook_rules_path: Option<PathBuf>,
 }
 
 /// Every setting as text, after layering and before validation.
@@ -164,6 +166,7 @@ struct RawSettings {
     comment_header: String,
     asana_comment_max_chars: String,
     max_comment_parts: String,
+    webhook_rules_path: Option<String>,
 }
 
 const DEFAULTS: &[(&str, &str)] = &[
@@ -420,6 +423,7 @@ impl RawSettings {
             },
             max_comment_parts: parse_count("MAX_COMMENT_PARTS", &self.max_comment_parts, 100)?
                 as usize,
+            webhook_rules_path: self.webhook_rules_path.map(PathBuf::from),
         })
     }
 }

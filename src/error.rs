@@ -82,6 +82,12 @@ pub enum ApiError {
     /// 422 `idempotency_key_reused`: the key was used with another body.
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyKeyReused,
+    /// 403 `webhook_handshake_refused`: a handshake for a hook the linker did not announce.
+    #[error("this webhook was not registered by this linker (mcp-asana-linker webhooks register)")]
+    WebhookHandshakeRefused,
+    /// 503 `webhook_queue_full`: too many events waiting; Asana will deliver again.
+    #[error("too many webhook events are waiting; deliver again later")]
+    WebhookQueueFull,
     /// 500 `internal_error`: a fault of ours; the cause goes to the log.
     #[error("internal error")]
     Internal(String),
@@ -107,6 +113,8 @@ impl ApiError {
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ListingUnsupported(_) => StatusCode::NOT_IMPLEMENTED,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::WebhookHandshakeRefused => StatusCode::FORBIDDEN,
+            Self::WebhookQueueFull => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -123,6 +131,8 @@ impl ApiError {
             Self::ContextNotFound { .. } => "context_not_found",
             Self::ListingUnsupported(_) => "listing_not_supported",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::WebhookHandshakeRefused => "webhook_handshake_refused",
+            Self::WebhookQueueFull => "webhook_queue_full",
             Self::TaskNotFound(_) => "task_not_found",
             Self::AsanaForbidden(_) => "asana_forbidden",
             Self::AsanaRateLimited { .. } => "asana_rate_limited",
@@ -321,6 +331,8 @@ mod tests {
             ApiError::UpstreamTimeout("x"),
             ApiError::Internal(String::new()),
             ApiError::IdempotencyKeyReused,
+            ApiError::WebhookHandshakeRefused,
+            ApiError::WebhookQueueFull,
         ];
         for error in errors {
             let code = error.code();

@@ -232,6 +232,30 @@ impl IdempotencyStore {
         }
     }
 
+    /// Whether `key` has a kept outcome (used as a set of seen keys by the webhook worker).
+    pub fn contains(&self, key: &str) -> bool {
+        let cutoff = now_secs().saturating_sub(KEY_TTL.as_secs());
+        matches!(lock(&self.slots).get(key), Some(Slot::Done(r)) if r.at >= cutoff)
+    }
+
+    /// Keeps `key` as seen for 24 h, on disk before this returns.
+    pub async fn remember(&self, key: &str) {
+        let Ok(key) = IdempotencyKey::parse(key) else {
+            tracing::warn!(key, "not remembered: not a valid key");
+            return;
+        };
+        if let Begin::Fresh(ticket) = self.begin(&key, "") {
+            self.finish(
+                ticket,
+                Outcome {
+                    status: 200,
+                    body: serde_json::Value::Null,
+                },
+            )
+            .await;
+        }
+    }
+
     /// Claims `key` for a request whose body has `fingerprint`.
     pub fn begin(&self, key: &IdempotencyKey, fingerprint: &str) -> Begin {
         let mut slots = lock(&self.slots);

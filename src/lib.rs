@@ -16,6 +16,7 @@ pub mod render;
 pub mod retry;
 pub mod routes;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use app::{AppState, Application};
 pub use config::Settings;

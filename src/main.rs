@@ -1,10 +1,11 @@
-//! Entry point: parse the command line, load settings, start logging, serve.
+//! Entry point: parse the command line, load settings, start logging, run the command.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mcp_asana_linker::{Application, Settings, app, telemetry};
+use mcp_asana_linker::webhooks::admin;
+use mcp_asana_linker::{AppState, Application, Settings, app, telemetry};
 
 /// Posts named contexts from an MCP server into Asana tasks.
 #[derive(Parser)]
@@ -18,6 +19,36 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve,
+    /// Manage Asana webhooks with the stored OAuth token.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Register a webhook; the service must be running and reachable at --target.
+    Register {
+        /// Gid of the project, task or tag to watch.
+        #[arg(long)]
+        resource: String,
+        /// The service's public base URL, e.g. https://x.ngrok.app.
+        #[arg(long)]
+        target: String,
+    },
+    /// List the webhooks of a workspace.
+    List {
+        /// Gid of the workspace.
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Delete a webhook.
+    Delete {
+        /// Gid of the webhook.
+        #[arg(long)]
+        webhook: String,
+    },
 }
 
 #[tokio::main]
@@ -36,6 +67,7 @@ async fn main() -> ExitCode {
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings).await,
+        Command::Webhooks { command } => webhooks(&settings, command).await,
     }
 }
 
@@ -52,6 +84,54 @@ async fn serve(settings: &Settings) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn webhooks(settings: &Settings, command: WebhookCommand) -> ExitCode {
+    let state = match AppState::build(settings).await {
+        Ok(state) => state,
+        Err(error) => {
+            eprintln!("mcp-asana-linker: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match command {
+        WebhookCommand::Register { resource, target } => {
+            admin::register(&state, &resource, &target).await.map(|r| {
+                println!(
+                    "registered webhook {} on resource {resource}: events go to {} (hook id {})",
+                    r.webhook_gid, r.target, r.hook_id
+                );
+            })
+        }
+        WebhookCommand::List { workspace } => admin::list(&state, &workspace).await.map(|hooks| {
+            for hook in &hooks {
+                println!(
+                    "{}\t{}\t{}",
+                    hook.gid,
+                    if hook.active.unwrap_or(false) {
+                        "active"
+                    } else {
+                        "inactive"
+                    },
+                    hook.target.as_deref().unwrap_or("-")
+                );
+            }
+            println!("{} webhook(s) in workspace {workspace}", hooks.len());
+        }),
+        WebhookCommand::Delete { webhook } => admin::delete(&state, &webhook)
+            .await
+            .map(|()| println!("deleted webhook {webhook}")),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!(
+                "mcp-asana-linker: {}",
+                mcp_asana_linker::error::cause_chain(&error)
+            );
             ExitCode::FAILURE
         }
     }

@@ -150,6 +150,54 @@ pub struct NextPage {
     pub offset: String,
 }
 
+/// A story read for webhook rules.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoryDetails {
+    /// Plain text.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// `comment_added` for comments.
+    #[serde(default)]
+    pub resource_subtype: Option<String>,
+    /// The task it is on.
+    #[serde(default)]
+    pub target: Option<Author>,
+}
+
+/// Asana's answer to creating a webhook.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreatedWebhook {
+    /// The webhook.
+    pub data: WebhookInfo,
+    /// The secret Asana sent in the handshake, echoed for comparison.
+    #[serde(rename = "X-Hook-Secret", default)]
+    pub secret: Option<String>,
+}
+
+/// A webhook as Asana lists it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct WebhookInfo {
+    /// Its gid.
+    pub gid: String,
+    /// Where events go.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Whether Asana still delivers.
+    #[serde(default)]
+    pub active: Option<bool>,
+}
+
+/// Only digits go into a URL path.
+fn path_gid(gid: &str) -> Result<&str, AsanaError> {
+    if !gid.is_empty() && gid.len() <= 32 && gid.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(gid)
+    } else {
+        Err(AsanaError::BadRequest(format!(
+            "{gid:?} is not an Asana gid"
+        )))
+    }
+}
+
 /// Asana's per-token limits, shared by every call.
 #[derive(Debug)]
 struct Limits {
@@ -327,6 +375,70 @@ impl AsanaClient {
             .json(&json!({"data": {"custom_fields": {field.as_str(): text}}}));
         let response = self.send(request, token, true).await?;
         read_data::<serde_json::Value>(response, task.as_str())
+            .await
+            .map(|_| ())
+    }
+
+    /// A story's text, subtype and task, for webhook rules.
+    #[tracing::instrument(skip_all, fields(story_gid))]
+    pub async fn story(
+        &self,
+        token: &SecretString,
+        story_gid: &str,
+    ) -> Result<StoryDetails, AsanaError> {
+        let request = self
+            .http
+            .get(format!("{}/stories/{}", self.base, path_gid(story_gid)?))
+            .query(&[("opt_fields", "text,resource_subtype,target")]);
+        let response = self.send(request, token, false).await?;
+        read_data(response, "").await
+    }
+
+    /// Creates a webhook; Asana performs the handshake with `target` before answering.
+    #[tracing::instrument(skip_all, fields(resource))]
+    pub async fn create_webhook(
+        &self,
+        token: &SecretString,
+        resource: &str,
+        target: &str,
+        filters: serde_json::Value,
+    ) -> Result<CreatedWebhook, AsanaError> {
+        let request = self
+            .http
+            .post(format!("{}/webhooks", self.base))
+            .json(&json!({
+                "data": {"resource": resource, "target": target, "filters": filters}
+            }));
+        let response = self.send(request, token, true).await?;
+        read_body(response, "").await
+    }
+
+    /// The webhooks of a workspace.
+    pub async fn list_webhooks(
+        &self,
+        token: &SecretString,
+        workspace: &str,
+    ) -> Result<Vec<WebhookInfo>, AsanaError> {
+        let request = self.http.get(format!("{}/webhooks", self.base)).query(&[
+            ("workspace", workspace),
+            ("limit", "100"),
+            ("opt_fields", "resource.name,target,active"),
+        ]);
+        let response = self.send(request, token, false).await?;
+        read_data(response, "").await
+    }
+
+    /// Deletes a webhook.
+    pub async fn delete_webhook(
+        &self,
+        token: &SecretString,
+        webhook_gid: &str,
+    ) -> Result<(), AsanaError> {
+        let request =
+            self.http
+                .delete(format!("{}/webhooks/{}", self.base, path_gid(webhook_gid)?));
+        let response = self.send(request, token, true).await?;
+        read_data::<serde_json::Value>(response, "")
             .await
             .map(|_| ())
     }

@@ -7,7 +7,7 @@ mod oauth;
 mod token_file;
 mod tokens;
 
-pub use client::{AsanaClient, AsanaError, Story};
+pub use client::{AsanaClient, AsanaError, CreatedWebhook, Story, StoryDetails, WebhookInfo};
 pub use comment::{CommentDraft, post_comment};
 pub use consent::PendingConsents;
 pub use oauth::{AsanaOAuth, Consent, OAuthError};

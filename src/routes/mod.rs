@@ -4,3 +4,4 @@ pub mod attach;
 pub mod contexts;
 pub mod health;
 pub mod oauth;
+pub mod webhooks;

@@ -1,0 +1,68 @@
+//! `POST /asana/webhooks/{hook_id}`: Asana's handshake and signed event deliveries. The
+//! receiver checks, enqueues and answers; it never waits on MCP or Asana.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::error::{ApiError, cause_chain};
+use crate::webhooks::{EventBatch, HandshakeRefused, HookId, Job, verify_signature};
+
+/// Handshake (`X-Hook-Secret`) or events (`X-Hook-Signature`).
+pub async fn receive(
+    State(state): State<Arc<AppState>>,
+    Path(hook_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let hook_id = HookId::parse(&hook_id)?;
+    if let Some(secret) = headers.get("x-hook-secret") {
+        let secret_text = secret
+            .to_str()
+            .map_err(|_| ApiError::InvalidRequest("X-Hook-Secret is not ASCII".to_owned()))?;
+        return match state.hooks.handshake(&hook_id, secret_text).await {
+            Ok(()) => {
+                tracing::info!(hook_id = hook_id.as_str(), "webhook handshake accepted");
+                let mut response = StatusCode::OK.into_response();
+                response
+                    .headers_mut()
+                    .insert("x-hook-secret", secret.clone());
+                Ok(response)
+            }
+            Err(HandshakeRefused::NotExpected(_)) => Err(ApiError::WebhookHandshakeRefused),
+            Err(HandshakeRefused::Store(error)) => Err(ApiError::Internal(cause_chain(&error))),
+        };
+    }
+    let secret = state
+        .hooks
+        .secret(&hook_id)
+        .await
+        .map_err(|e| ApiError::Internal(cause_chain(&e)))?
+        .ok_or(ApiError::Unauthorized("unknown webhook"))?;
+    let signed = headers
+        .get("x-hook-signature")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|signature| verify_signature(&secret, &body, signature));
+    if !signed {
+        return Err(ApiError::Unauthorized("X-Hook-Signature does not match"));
+    }
+    let batch: EventBatch = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidRequest(format!("not an event batch: {e}")))?;
+    let count = batch.events.len();
+    for event in batch.events {
+        state
+            .webhook_queue
+            .push(Job { event })
+            .map_err(|_| ApiError::WebhookQueueFull)?;
+    }
+    tracing::info!(
+        hook_id = hook_id.as_str(),
+        events = count,
+        "webhook delivery queued"
+    );
+    Ok(StatusCode::OK.into_response())
+}

@@ -1,0 +1,15 @@
+//! Asana webhooks: the receiver's handshake and signature checks, the hook store, the rules
+//! that turn events into attaches, the queue and its workers, and registration.
+
+pub mod admin;
+mod events;
+mod hooks;
+mod rules;
+mod signature;
+mod worker;
+
+pub use events::{Event, EventBatch};
+pub use hooks::{HandshakeRefused, HookId, HookStore, HookStoreError};
+pub use rules::{Rule, Rules, RulesError};
+pub use signature::verify_signature;
+pub use worker::{Job, Queue, spawn_workers};
