@@ -458,3 +458,76 @@ async fn sigterm_exits_0_when_the_grace_period_runs_out() {
         "waited the grace period"
     );
 }
+
+#[tokio::test]
+async fn sigterm_drains_queued_webhook_events_before_exiting() {
+    use hmac::{Hmac, Mac};
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/stories/5001"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(json!({"data": {
+                "text": "/context n", "resource_subtype": "comment_added", "target": {"gid": "1"}
+            }})),
+        )
+        .mount(&upstreams.asana)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/tasks/1/stories"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(201)
+                .set_body_json(json!({"data": {"gid": "5"}}))
+                .set_delay(Duration::from_millis(300)),
+        )
+        .expect(1)
+        .mount(&upstreams.asana)
+        .await;
+    let hooks = mcp_asana_linker::webhooks::HookStore::new(
+        upstreams.token_path().with_file_name("webhooks.json"),
+    );
+    let id = mcp_asana_linker::webhooks::HookId::parse("h1").expect("id");
+    hooks
+        .announce(&id, "1", "https://x/asana/webhooks/h1")
+        .await
+        .expect("announce");
+    let mut running = upstreams.start(&[]);
+    let client = reqwest::Client::new();
+    let url = format!("{}/asana/webhooks/h1", running.address);
+    let handshake = client
+        .post(&url)
+        .header("x-hook-secret", "s")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(handshake.status(), 200);
+    let body = serde_json::to_vec(&json!({"events": [{
+        "action": "added",
+        "resource": {"gid": "5001", "resource_type": "story"},
+        "parent": {"gid": "1", "resource_type": "task"}
+    }]}))
+    .expect("json");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s").expect("key");
+    mac.update(&body);
+    let signature: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+
+    let delivered = client
+        .post(&url)
+        .header("x-hook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    running.send_sigterm();
+    let status = running.wait_exit(Duration::from_secs(10));
+
+    assert_eq!(delivered.status(), 200);
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(
+        upstreams.stories_posted().await,
+        1,
+        "the queued event was handled before exit"
+    );
+}

@@ -44,6 +44,8 @@ pub struct TestApp {
     pub token_path: PathBuf,
     pub client: reqwest::Client,
     _dir: TempDir,
+    /// The settings it was started with.
+    pub vars: HashMap<String, String>,
 }
 
 /// Settings pointing at the fakes; `overrides` may replace or (with "") unset any of them.
@@ -110,7 +112,7 @@ pub async fn spawn_app_with(seed: Seed, overrides: &[(&str, &str)]) -> TestApp {
             .await
             .expect("seed the token file");
     }
-    let settings = Settings::from_vars(vars).expect("test settings are valid");
+    let settings = Settings::from_vars(vars.clone()).expect("test settings are valid");
     let application = Application::build(&settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", application.port());
     tokio::spawn(application.run_until(std::future::pending()));
@@ -124,6 +126,7 @@ pub async fn spawn_app_with(seed: Seed, overrides: &[(&str, &str)]) -> TestApp {
             .build()
             .expect("client"),
         _dir: dir,
+        vars,
     }
 }
 

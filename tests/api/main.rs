@@ -12,3 +12,4 @@ mod oauth;
 mod refresh;
 mod resilience;
 mod rich;
+mod webhooks;
