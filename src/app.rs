@@ -5,14 +5,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
+use axum::http::HeaderName;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::{Extension, Router};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::access::require_api_access;
 use crate::asana::{AsanaClient, AsanaOAuth, PendingConsents, TokenFile, TokenManager};
@@ -20,10 +24,11 @@ use crate::config::Settings;
 use crate::context::ContextSource;
 use crate::error::ApiError;
 use crate::idempotency::{IdempotencyFileError, IdempotencyStore};
+use crate::openapi::ApiDoc;
+use crate::readiness::Readiness;
 use crate::retry::RetryPolicy;
-use crate::routes;
-use crate::telemetry;
 use crate::webhooks::{HookStore, Queue, Rules, RulesError, spawn_workers};
+use crate::{request_id, routes, telemetry};
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -53,6 +58,10 @@ pub struct AppState {
     pub webhook_seen: IdempotencyStore,
     /// Webhook rules from `WEBHOOK_RULES_PATH`.
     pub webhook_rules: Rules,
+    /// Cached readiness checks.
+    pub readiness: Readiness,
+    /// `METRICS_PUBLIC`: whether `/metrics` needs no API key.
+    pub metrics_public: bool,
     /// Where contexts come from; `None` until `MCP_SERVER_URL` or `MCP_SERVER_COMMAND` is set.
     pub context: Option<ContextSource>,
     /// Asana's OAuth endpoints; `None` until the OAuth settings are complete.
@@ -155,6 +164,8 @@ impl AppState {
             webhook_queue: Queue::new(),
             webhook_seen,
             webhook_rules,
+            readiness: Readiness::default(),
+            metrics_public: settings.metrics_public,
             comments: CommentSettings {
                 header: settings.comment_header,
                 max_chars: settings.asana_comment_max_chars,
@@ -184,35 +195,55 @@ impl AppState {
 
 /// The service's routes and layers over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
-    let attach = post(routes::attach::attach)
-        .route_layer(from_fn_with_state(state.clone(), require_api_access));
-    Router::new()
-        .route("/health", get(routes::health::health))
-        .route("/asana/oauth/authorize", get(routes::oauth::authorize))
-        .route("/asana/oauth/callback", get(routes::oauth::callback))
-        .route("/asana/attach-context", attach)
-        .route(
-            "/asana/webhooks/{hook_id}",
-            post(routes::webhooks::receive).layer(DefaultBodyLimit::max(WEBHOOK_BODY_BYTES)),
-        )
-        .route(
-            "/asana/preview",
-            post(routes::attach::preview)
-                .route_layer(from_fn_with_state(state.clone(), require_api_access)),
-        )
-        .route(
-            "/contexts",
-            get(routes::contexts::list)
-                .route_layer(from_fn_with_state(state.clone(), require_api_access)),
-        )
+    let (router, document) = api(Arc::clone(&state)).split_for_parts();
+    let document = Arc::new(document.to_pretty_json().unwrap_or_default());
+    router
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(Extension(document))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".to_owned()).into_response()
         }))
+        .layer(from_fn(crate::metrics::track))
+        .layer(from_fn(request_id::scope))
         .layer(telemetry::trace_layer())
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+            request_id::HEADER,
+        )))
+        .layer(SetRequestIdLayer::new(
+            HeaderName::from_static(request_id::HEADER),
+            request_id::MakeId,
+        ))
         .with_state(state)
+}
+
+/// Every route with its OpenAPI description: the document is built from the same list the
+/// router is, so the two cannot drift.
+pub fn api(state: Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
+    let key = |r: UtoipaMethodRouter<Arc<AppState>>| {
+        r.map(|m| m.route_layer(from_fn_with_state(Arc::clone(&state), require_api_access)))
+    };
+    let metrics = routes!(routes::operations::metrics);
+    let metrics = if state.metrics_public {
+        metrics
+    } else {
+        key(metrics)
+    };
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::health::health))
+        .routes(routes!(routes::operations::ready))
+        .routes(metrics)
+        .routes(routes!(routes::operations::openapi))
+        .routes(routes!(routes::oauth::authorize))
+        .routes(routes!(routes::oauth::callback))
+        .routes(key(routes!(routes::attach::attach)))
+        .routes(key(routes!(routes::attach::preview)))
+        .routes(key(routes!(routes::contexts::list)))
+        .routes(
+            routes!(routes::webhooks::receive)
+                .map(|m| m.layer(DefaultBodyLimit::max(WEBHOOK_BODY_BYTES))),
+        )
 }
 
 /// A bound, ready-to-run service.

@@ -39,7 +39,7 @@ pub enum AttachError {
 }
 
 /// What was written.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Attached {
     /// The task written to.
     pub task_gid: String,
@@ -53,7 +53,7 @@ pub struct Attached {
 }
 
 /// The comments posted, or the field set.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Written {
     /// Comments, in order.
@@ -83,7 +83,7 @@ impl Attached {
 }
 
 /// What an attach would write, without writing it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     /// Where the context came from.
     pub source: SourceRef,
@@ -97,7 +97,7 @@ pub struct Preview {
 }
 
 /// One comment of a preview.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PreviewPart {
     /// The field it would be sent as: `html_text` or `text`.
     pub field: &'static str,
@@ -136,6 +136,7 @@ pub async fn attach_context(
                     post_comment(&state.asana, &state.retry, &token, draft).await
                 })
                 .await?;
+                crate::metrics::story_posted();
                 // Remembered so webhook rules never act on the linker's own comments.
                 state
                     .webhook_seen

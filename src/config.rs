@@ -134,6 +134,8 @@ pub struct Settings {
     pub max_comment_parts: usize,
     /// `WEBHOOK_RULES_PATH`: TOML file of webhook rules.
     pub webhook_rules_path: Option<PathBuf>,
+    /// `METRICS_PUBLIC`: `/metrics` without the API key.
+    pub metrics_public: bool,
 }
 
 /// Every setting as text, after layering and before validation.
@@ -167,6 +169,7 @@ struct RawSettings {
     asana_comment_max_chars: String,
     max_comment_parts: String,
     webhook_rules_path: Option<String>,
+    metrics_public: String,
 }
 
 const DEFAULTS: &[(&str, &str)] = &[
@@ -193,6 +196,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("comment_header", "true"),
     ("asana_comment_max_chars", "60000"),
     ("max_comment_parts", "10"),
+    ("metrics_public", "true"),
 ];
 
 impl Settings {
@@ -262,6 +266,14 @@ fn parse_url(name: &'static str, value: &str) -> Result<Url, SettingsError> {
             value,
             format!("scheme {other} is not http(s)"),
         )),
+    }
+}
+
+fn parse_bool(name: &'static str, value: &str) -> Result<bool, SettingsError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(name, value, "expected true or false")),
     }
 }
 
@@ -400,17 +412,7 @@ impl RawSettings {
             )? as usize,
             request_deadline: parse_secs("REQUEST_DEADLINE_SECS", &self.request_deadline_secs)?,
             shutdown_grace: parse_secs("SHUTDOWN_GRACE_SECS", &self.shutdown_grace_secs)?,
-            comment_header: match self.comment_header.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" => false,
-                _ => {
-                    return Err(invalid(
-                        "COMMENT_HEADER",
-                        &self.comment_header,
-                        "expected true or false",
-                    ));
-                }
-            },
+            comment_header: parse_bool("COMMENT_HEADER", &self.comment_header)?,
             asana_comment_max_chars: match self.asana_comment_max_chars.parse::<usize>() {
                 Ok(n) if (1000..=1_000_000).contains(&n) => n,
                 _ => {
@@ -424,6 +426,7 @@ impl RawSettings {
             max_comment_parts: parse_count("MAX_COMMENT_PARTS", &self.max_comment_parts, 100)?
                 as usize,
             webhook_rules_path: self.webhook_rules_path.map(PathBuf::from),
+            metrics_public: parse_bool("METRICS_PUBLIC", &self.metrics_public)?,
         })
     }
 }

@@ -146,7 +146,11 @@ impl ApiError {
 
     /// The JSON body: `{"error": {"code", "message"}}`.
     pub fn envelope(&self) -> serde_json::Value {
-        json!({"error": {"code": self.code(), "message": self.to_string()}})
+        let mut error = json!({"code": self.code(), "message": self.to_string()});
+        if let Some(id) = crate::request_id::current() {
+            error["request_id"] = json!(id);
+        }
+        json!({"error": error})
     }
 
     fn upstream(message: impl Into<String>, cause: &dyn Error) -> Self {

@@ -54,6 +54,7 @@ fn request_span(request: &Request<Body>) -> Span {
         "request",
         method = %request.method(),
         path = %request.uri().path(),
+        request_id = %crate::request_id::of(request),
     )
 }
 

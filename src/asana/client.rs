@@ -296,7 +296,17 @@ impl AsanaClient {
             .bearer_auth(token.expose_secret())
             .timeout(self.timeout)
             .send()
-            .await?;
+            .await
+            .inspect_err(|e| {
+                crate::metrics::upstream("asana", if e.is_timeout() { "timeout" } else { "error" })
+            })?;
+        crate::metrics::upstream(
+            "asana",
+            &crate::metrics::status_outcome(response.status().as_u16()),
+        );
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            crate::metrics::rate_limited();
+        }
         if response.status() == StatusCode::TOO_MANY_REQUESTS
             && let Some(secs) = retry_after(response.headers())
         {

@@ -246,8 +246,11 @@ async fn send(
 ) -> Result<HttpResponse, HttpError> {
     let mut request = reqwest::Request::try_from(request)?;
     *request.timeout_mut() = Some(timeout);
-    let response = http.execute(request).await?;
+    let response = http.execute(request).await.inspect_err(|e| {
+        crate::metrics::upstream("token", if e.is_timeout() { "timeout" } else { "error" })
+    })?;
     let status = response.status();
+    crate::metrics::upstream("token", &crate::metrics::status_outcome(status.as_u16()));
     // Transient statuses carry no OAuth error body: report them for the retry policy.
     if status.as_u16() == 429 || status.is_server_error() {
         return Err(HttpError::Status {

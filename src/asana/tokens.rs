@@ -73,6 +73,22 @@ impl TokenManager {
         }
     }
 
+    /// Whether a usable token exists: `Err` says why not.
+    pub fn status(&self) -> Result<(), String> {
+        match self.read().as_ref() {
+            None => Err("no Asana account is connected: visit /asana/oauth/authorize".to_owned()),
+            Some(tokens) if !tokens.expires_within(REFRESH_MARGIN) => Ok(()),
+            Some(tokens) if tokens.refresh_token.is_none() => {
+                Err("the Asana token expired and there is no refresh token".to_owned())
+            }
+            Some(_) if self.oauth.is_none() => Err(format!(
+                "the Asana token expired and cannot be refreshed: set {}",
+                self.missing_oauth.join(", ")
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// The connected user, if any.
     pub fn user(&self) -> Option<AsanaUser> {
         self.read().as_ref().map(|t| t.user.clone())
@@ -151,13 +167,17 @@ impl TokenManager {
         let granted = match refreshed {
             Ok(granted) => granted,
             Err(error) if error.is_invalid_grant() => {
+                crate::metrics::refresh("refused");
                 tracing::warn!(error = %error, "Asana refused the refresh token; forgetting it");
                 self.forget().await?;
                 return Err(TokenError::NotConnected(
                     "Asana refused the refresh token (access revoked or expired)".to_owned(),
                 ));
             }
-            Err(error) => return Err(TokenError::Refresh(error)),
+            Err(error) => {
+                crate::metrics::refresh("failed");
+                return Err(TokenError::Refresh(error));
+            }
         };
         let access_token = granted.access_token.clone();
         let tokens = StoredTokens {
@@ -169,6 +189,7 @@ impl TokenManager {
         };
         // Written to disk before anyone uses it: a rotated refresh token is never lost.
         self.persist(tokens).await?;
+        crate::metrics::refresh("ok");
         Ok(access_token)
     }
 

@@ -56,6 +56,18 @@ impl AutoSource {
         }
     }
 
+    /// Whether the server can be reached with the decided protocol (or either, undecided).
+    pub async fn probe(&self) -> Result<(), ContextError> {
+        match self.decided.get() {
+            Some(Kind::Mcp) => self.mcp.connect().await,
+            Some(Kind::Rest) => self.rest.probe().await,
+            None => match self.mcp.connect().await {
+                Ok(()) => Ok(()),
+                Err(_) => self.rest.probe().await,
+            },
+        }
+    }
+
     /// Lists what an MCP server offers; REST has no listing.
     pub async fn catalog(&self) -> Result<Catalog, ContextError> {
         match self.decided.get() {

@@ -23,7 +23,7 @@ use crate::retry::{Retry, RetryPolicy};
 pub type PromptArguments = BTreeMap<String, String>;
 
 /// Where a context came from, as reported to the client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum SourceRef {
     /// An MCP resource, read by URI.
@@ -57,7 +57,7 @@ pub struct Context {
 }
 
 /// What a source offers, for people choosing a name (`GET /contexts`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Catalog {
     /// Readable resources.
     pub resources: Vec<ResourceEntry>,
@@ -66,7 +66,7 @@ pub struct Catalog {
 }
 
 /// One resource in a catalog.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ResourceEntry {
     /// Programmatic name.
     pub name: String,
@@ -81,7 +81,7 @@ pub struct ResourceEntry {
 }
 
 /// One prompt in a catalog.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PromptEntry {
     /// The prompt's name.
     pub name: String,
@@ -90,7 +90,7 @@ pub struct PromptEntry {
 }
 
 /// One prompt argument.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PromptArgumentEntry {
     /// The argument's name.
     pub name: String,
@@ -230,6 +230,15 @@ impl ContextSource {
             }
         };
         self.retry.run(fetch, ContextError::retry).await
+    }
+
+    /// Whether the server is reachable (an MCP handshake, or any HTTP answer for REST).
+    pub async fn probe(&self) -> Result<(), ContextError> {
+        match &self.kind {
+            SourceKind::Rest(rest) => rest.probe().await,
+            SourceKind::Mcp(mcp) => mcp.connect().await,
+            SourceKind::Auto(auto) => auto.probe().await,
+        }
     }
 
     /// Lists what the source offers.

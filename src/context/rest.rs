@@ -40,6 +40,17 @@ impl RestContextSource {
         }
     }
 
+    /// Whether the server answers HTTP at its base URL (any status will do).
+    pub async fn probe(&self) -> Result<(), ContextError> {
+        self.http
+            .get(&self.base)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(ContextError::from)
+    }
+
     /// Fetches one context; the name travels as one percent-encoded path segment.
     #[tracing::instrument(skip_all, fields(context_name = %name))]
     pub async fn fetch(&self, name: &ContextName) -> Result<Context, ContextError> {
@@ -48,7 +59,13 @@ impl RestContextSource {
         if let Some(token) = &self.auth_token {
             request = request.bearer_auth(token.expose_secret());
         }
-        let response = request.send().await?;
+        let response = request.send().await.inspect_err(|e| {
+            crate::metrics::upstream("context", if e.is_timeout() { "timeout" } else { "error" })
+        })?;
+        crate::metrics::upstream(
+            "context",
+            &crate::metrics::status_outcome(response.status().as_u16()),
+        );
         match response.status() {
             status if status.is_success() => {
                 let body = response.bytes().await?;

@@ -10,7 +10,7 @@ use crate::render::Format;
 const MAX_ARGUMENTS: usize = 64;
 
 /// The JSON body as sent by the client, before validation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachRequestBody {
     /// Gid of the Asana task to comment on.
@@ -35,7 +35,7 @@ pub struct AttachRequestBody {
 }
 
 /// Where the context goes, as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum TargetBody {
     /// `"comment"`.

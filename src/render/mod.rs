@@ -7,7 +7,7 @@ mod split;
 use serde::{Deserialize, Serialize};
 
 /// How the context's text is turned into a comment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Markdown rendered as Asana rich text.

@@ -16,6 +16,23 @@ use crate::idempotency::{IdempotencyKey, Once, Outcome, fingerprint};
 
 /// Posts the named context as a comment on the task; 201 with the story gid. With an
 /// `Idempotency-Key`, a repeat within 24 h gets the first outcome again.
+#[utoipa::path(post, path = "/asana/attach-context", tag = "contexts",
+    security((), ("api_key" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first outcome for 24 h")),
+    request_body = AttachRequestBody,
+    responses(
+        (status = 201, description = "Comment(s) posted", body = Attached),
+        (status = 200, description = "Custom field set", body = Attached),
+        (status = 400, description = "Invalid request", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Context or task not found", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body or context too large", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another body", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Asana rate limit", body = crate::openapi::ErrorBody),
+        (status = 502, description = "Upstream failed", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Not connected or not configured", body = crate::openapi::ErrorBody),
+        (status = 504, description = "Upstream timeout", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn attach(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -42,6 +59,15 @@ pub async fn attach(
 }
 
 /// What attach would post (the `html_text` parts), without calling Asana.
+#[utoipa::path(post, path = "/asana/preview", tag = "contexts",
+    security((), ("api_key" = [])),
+    request_body = AttachRequestBody,
+    responses(
+        (status = 200, description = "The parts that would be posted", body = Preview),
+        (status = 400, description = "Invalid request", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Context not found", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Context too large", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn preview(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<AttachRequestBody>,

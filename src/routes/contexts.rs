@@ -10,6 +10,13 @@ use crate::context::Catalog;
 use crate::error::ApiError;
 
 /// Lists the source's resources (name, uri, mime type) and prompts (name, arguments).
+#[utoipa::path(get, path = "/contexts", tag = "contexts",
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Resources and prompts", body = Catalog),
+        (status = 501, description = "The REST contract has no listing", body = crate::openapi::ErrorBody),
+        (status = 503, description = "No context source configured", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Catalog>, ApiError> {
     let source = state
         .context

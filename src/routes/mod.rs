@@ -4,4 +4,5 @@ pub mod attach;
 pub mod contexts;
 pub mod health;
 pub mod oauth;
+pub mod operations;
 pub mod webhooks;

@@ -16,7 +16,11 @@ use crate::error::{ApiError, cause_chain};
 /// Cookie binding a consent's `state` to the browser that started it.
 const STATE_COOKIE: &str = "linker_oauth_state";
 
-/// Redirects to Asana's consent page and sets the state cookie.
+/// Redirects to Asana's consent page (state and PKCE) and sets the state cookie.
+#[utoipa::path(get, path = "/asana/oauth/authorize", tag = "oauth", responses(
+    (status = 303, description = "Redirect to Asana's consent page"),
+    (status = 503, description = "OAuth settings missing", body = crate::openapi::ErrorBody),
+))]
 pub async fn authorize(State(state): State<Arc<AppState>>) -> Response {
     let (url, consent_state) = match connect::start(&state) {
         Ok(started) => started,
@@ -36,6 +40,17 @@ pub async fn authorize(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Checks the state, exchanges the code, stores the tokens, and says who is connected.
+#[utoipa::path(get, path = "/asana/oauth/callback", tag = "oauth",
+    params(
+        ("code" = Option<String>, Query, description = "Authorization code"),
+        ("state" = Option<String>, Query, description = "The state handed out"),
+        ("error" = Option<String>, Query, description = "Asana's error, e.g. access_denied"),
+    ),
+    responses(
+        (status = 200, description = "HTML page: connected", content_type = "text/html"),
+        (status = 400, description = "HTML page: invalid state, denied or refused code", content_type = "text/html"),
+        (status = 502, description = "HTML page: Asana failed", content_type = "text/html"),
+    ))]
 pub async fn callback(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

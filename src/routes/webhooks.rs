@@ -13,6 +13,18 @@ use crate::error::{ApiError, cause_chain};
 use crate::webhooks::{EventBatch, HandshakeRefused, HookId, Job, verify_signature};
 
 /// Handshake (`X-Hook-Secret`) or events (`X-Hook-Signature`).
+#[utoipa::path(post, path = "/asana/webhooks/{hook_id}", tag = "webhooks",
+    params(
+        ("hook_id" = String, Path, description = "The hook id chosen at registration"),
+        ("X-Hook-Secret" = Option<String>, Header, description = "Handshake secret"),
+        ("X-Hook-Signature" = Option<String>, Header, description = "Hex HMAC-SHA256 of the body"),
+    ),
+    responses(
+        (status = 200, description = "Handshake echoed, or events queued"),
+        (status = 401, description = "Bad or missing signature", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Handshake for a hook not announced", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Queue full", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Path(hook_id): Path<String>,

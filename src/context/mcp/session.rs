@@ -91,6 +91,14 @@ impl Session {
             let outcome = tokio::time::timeout(self.timeout, op(peer))
                 .await
                 .map_err(|_| ContextError::Timeout)?;
+            crate::metrics::upstream(
+                "mcp",
+                match &outcome {
+                    Ok(_) => "ok",
+                    Err(ServiceError::McpError(_)) => "jsonrpc_error",
+                    Err(_) => "error",
+                },
+            );
             match outcome {
                 Ok(value) => return Ok(Ok(value)),
                 Err(ServiceError::McpError(error)) => return Ok(Err(error)),

@@ -1,0 +1,67 @@
+//! `GET /ready`, `GET /metrics`, `GET /openapi.json`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Serialize;
+
+use crate::app::AppState;
+
+/// The readiness answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReadyBody {
+    /// Whether the service can do its job.
+    pub ready: bool,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// Readiness: 200 when settings are complete, a token is valid or refreshable and the
+/// context source is reachable (checked at most every 30 s); else 503 with reasons.
+#[utoipa::path(get, path = "/ready", tag = "operations", responses(
+    (status = 200, description = "Ready", body = ReadyBody),
+    (status = 503, description = "Not ready, with reasons", body = ReadyBody),
+))]
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let reasons = state.readiness.reasons(&state).await;
+    let status = if reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(ReadyBody {
+            ready: reasons.is_empty(),
+            reasons,
+        }),
+    )
+        .into_response()
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    security((), ("api_key" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn openapi(Extension(document): Extension<Arc<String>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document.as_str().to_owned(),
+    )
+        .into_response()
+}
