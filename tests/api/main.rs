@@ -9,6 +9,7 @@ mod helpers;
 mod mcp;
 mod mcp_fixture;
 mod oauth;
+mod operations;
 mod refresh;
 mod resilience;
 mod rich;

@@ -1,0 +1,246 @@
+//! Probes, metrics, request ids and the OpenAPI document.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::ResponseTemplate;
+
+use crate::helpers::{Seed, TestApp, spawn_app, spawn_app_with, token_answer};
+
+async fn get(app: &TestApp, path: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}{path}", app.address))
+        .send()
+        .await
+        .expect("sent")
+}
+
+#[tokio::test]
+async fn ready_says_why_not_until_a_token_exists_and_again_once_the_grant_is_refused() {
+    let without = spawn_app_with(Seed::Nothing, &[]).await;
+    let not_ready = get(&without, "/ready").await;
+    assert_eq!(not_ready.status(), 503);
+    let body: Value = not_ready.json().await.expect("JSON");
+    assert_eq!(body["ready"], false);
+    assert!(
+        body["reasons"]
+            .to_string()
+            .contains("no Asana account is connected"),
+        "{body}"
+    );
+
+    let app = spawn_app_with(Seed::Tokens(Duration::ZERO), &[]).await;
+    app.expect_refresh(
+        ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})),
+        1,
+    )
+    .await;
+    let ready = get(&app, "/ready").await;
+    assert_eq!(
+        ready.status(),
+        200,
+        "an expired token with a refresh token is refreshable"
+    );
+    assert_eq!(
+        ready.json::<Value>().await.expect("JSON"),
+        json!({"ready": true})
+    );
+
+    app.mount_context("n", "t").await;
+    let refused = app
+        .post_attach(&json!({"task_gid": "1", "context_name": "n"}))
+        .await;
+    assert_eq!(refused.status(), 503);
+    let after = get(&app, "/ready").await;
+    assert_eq!(after.status(), 503);
+    assert!(
+        after
+            .text()
+            .await
+            .expect("body")
+            .contains("no Asana account is connected")
+    );
+}
+
+#[tokio::test]
+async fn ready_reports_an_unreachable_context_server() {
+    let app = spawn_app_with(
+        Seed::Tokens(Duration::from_secs(3600)),
+        &[("MCP_SERVER_URL", "http://127.0.0.1:9")],
+    )
+    .await;
+
+    let response = get(&app, "/ready").await;
+
+    assert_eq!(response.status(), 503);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("body")
+            .contains("context server unreachable")
+    );
+}
+
+/// The value of a counter line in Prometheus text, summed over lines matching all `labels`.
+fn counter(exposition: &str, name: &str, labels: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_move_as_requests_are_made() {
+    let app = spawn_app_with(Seed::Tokens(Duration::ZERO), &[]).await;
+    app.mount_context("n", "t").await;
+    app.expect_refresh(token_answer("access-token-2", None), 1)
+        .await;
+    app.expect_story("1", 2).await;
+    let before = get(&app, "/metrics").await.text().await.expect("text");
+
+    for _ in 0..2 {
+        let response = app
+            .post_attach(&json!({"task_gid": "1234567890", "context_name": "n"}))
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    let after = get(&app, "/metrics").await;
+
+    assert!(
+        after.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/plain")
+    );
+    let after = after.text().await.expect("text");
+    let moved = |name: &str, labels: &[&str]| {
+        counter(&after, name, labels) - counter(&before, name, labels)
+    };
+    let route = ["route=\"/asana/attach-context\"", "status=\"201\""];
+    assert!(
+        moved("linker_http_requests_total", &route) >= 2.0,
+        "{after}"
+    );
+    assert!(
+        moved(
+            "linker_upstream_calls_total",
+            &["target=\"asana\"", "outcome=\"ok\""]
+        ) >= 2.0
+    );
+    assert!(moved("linker_upstream_calls_total", &["target=\"context\""]) >= 2.0);
+    assert!(moved("linker_token_refreshes_total", &["outcome=\"ok\""]) >= 1.0);
+    assert!(moved("linker_stories_posted_total", &[]) >= 2.0);
+    assert!(
+        after.contains("linker_http_request_duration_seconds_bucket"),
+        "latency histogram"
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_require_the_api_key() {
+    let app = spawn_app_with(
+        Seed::Nothing,
+        &[("METRICS_PUBLIC", "false"), ("LINKER_API_KEY", "k")],
+    )
+    .await;
+
+    let without = get(&app, "/metrics").await;
+    let with = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .bearer_auth("k")
+        .send()
+        .await
+        .expect("sent");
+
+    assert_eq!(without.status(), 401);
+    assert_eq!(with.status(), 200);
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_or_made_returned_and_put_in_error_bodies() {
+    let app = spawn_app().await;
+
+    let given = app
+        .client
+        .get(format!("{}/no/such/route", app.address))
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .expect("sent");
+    let made = get(&app, "/health").await;
+
+    assert_eq!(given.headers()["x-request-id"], "trace-abc-123");
+    let body: Value = given.json().await.expect("JSON");
+    assert_eq!(body["error"]["request_id"], "trace-abc-123");
+    let made_id = made.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(made_id.len(), 32);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_every_listed_route_exists() {
+    let app = spawn_app().await;
+
+    let response = get(&app, "/openapi.json").await;
+
+    assert_eq!(response.status(), 200);
+    let document: Value = response.json().await.expect("JSON");
+    assert!(
+        document["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
+    let listed: BTreeSet<(String, String)> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .into_iter()
+                .flat_map(|methods| methods.keys())
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        ("GET", "/health"),
+        ("GET", "/ready"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/asana/oauth/authorize"),
+        ("GET", "/asana/oauth/callback"),
+        ("POST", "/asana/attach-context"),
+        ("POST", "/asana/preview"),
+        ("GET", "/contexts"),
+        ("POST", "/asana/webhooks/{hook_id}"),
+    ]
+    .into_iter()
+    .map(|(m, p)| (m.to_owned(), p.to_owned()))
+    .collect();
+    assert_eq!(listed, expected);
+    for (method, path) in &listed {
+        let url = format!("{}{}", app.address, path.replace("{hook_id}", "h1"));
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = app
+            .client
+            .request(method.clone(), url)
+            .send()
+            .await
+            .expect("sent");
+        let code = response
+            .headers()
+            .get("content-type")
+            .map(|_| ())
+            .map_or(String::new(), |()| String::new());
+        let body = response.text().await.unwrap_or_default();
+        assert!(
+            !body.contains("\"not_found\"") && !body.contains("\"method_not_allowed\""),
+            "{method} {path} is documented but not routed: {body}{code}"
+        );
+    }
+}
