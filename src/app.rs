@@ -253,6 +253,7 @@ pub struct Application {
     shutdown_grace: Duration,
     workers: Vec<tokio::task::JoinHandle<()>>,
     stop_workers: tokio::sync::watch::Sender<bool>,
+    state: Arc<AppState>,
 }
 
 impl Application {
@@ -279,11 +280,17 @@ impl Application {
         let workers = spawn_workers(Arc::clone(&state), stop);
         Ok(Self {
             listener,
-            router: router(state),
+            router: router(Arc::clone(&state)),
+            state,
             shutdown_grace: settings.shutdown_grace,
             workers,
             stop_workers,
         })
+    }
+
+    /// The shared state, for commands that serve and watch (`authorize`).
+    pub fn state(&self) -> Arc<AppState> {
+        Arc::clone(&self.state)
     }
 
     /// The port actually bound (useful with `PORT=0`).

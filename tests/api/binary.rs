@@ -531,3 +531,201 @@ async fn sigterm_drains_queued_webhook_events_before_exiting() {
         "the queued event was handled before exit"
     );
 }
+
+/// Runs a one-shot command of the binary with the upstreams' settings.
+fn run_command(
+    upstreams: &Upstreams,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> std::process::Output {
+    let mut pairs: Vec<(&str, &str)> = upstreams
+        .vars
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pairs.extend_from_slice(extra);
+    command(upstreams.dir.path(), &pairs)
+        .args(args)
+        .stdout(Stdio::piped())
+        .output()
+        .expect("binary runs")
+}
+
+#[tokio::test]
+async fn check_exit_codes_say_what_is_wrong() {
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/users/me"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(
+            json!({"data": {"gid": "42", "name": "Ada Lovelace", "email": "ada@example.com"}}),
+        ))
+        .mount(&upstreams.asana)
+        .await;
+    let empty = tempfile::tempdir().expect("dir");
+
+    let healthy = run_command(&upstreams, &["check"], &[]);
+    let unconfigured = command(empty.path(), &[])
+        .arg("check")
+        .output()
+        .expect("runs");
+    let unreachable = run_command(
+        &upstreams,
+        &["check"],
+        &[("MCP_SERVER_URL", "http://127.0.0.1:9")],
+    );
+    let malformed = run_command(&upstreams, &["check"], &[("PORT", "x")]);
+
+    assert_eq!(
+        healthy.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&healthy.stdout)
+    );
+    assert!(String::from_utf8_lossy(&healthy.stdout).contains("connected as Ada Lovelace"));
+    assert_eq!(unconfigured.status.code(), Some(3));
+    assert_eq!(unreachable.status.code(), Some(5));
+    assert_eq!(malformed.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn check_without_a_token_exits_4() {
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    std::fs::remove_file(upstreams.token_path()).expect("remove tokens");
+
+    let output = run_command(&upstreams, &["check"], &[]);
+
+    assert_eq!(output.status.code(), Some(4));
+}
+
+#[tokio::test]
+async fn attach_one_shot_posts_and_prints_where() {
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/tasks/1/stories"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(201).set_body_json(json!({"data": {"gid": "5"}})),
+        )
+        .expect(1)
+        .mount(&upstreams.asana)
+        .await;
+
+    let output = run_command(
+        &upstreams,
+        &["attach", "--task", "1", "--context", "n"],
+        &[],
+    );
+
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("posted story 5"));
+}
+
+#[test]
+fn version_is_printed() {
+    let output = Command::new(BIN).arg("--version").output().expect("runs");
+    assert!(String::from_utf8_lossy(&output.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test]
+async fn authorize_prints_the_consent_url_and_exits_once_connected() {
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    std::fs::remove_file(upstreams.token_path()).expect("no tokens yet");
+    wiremock::Mock::given(wiremock::matchers::path("/-/oauth_token"))
+        .respond_with(token_answer("fresh-access", Some("fresh-refresh")))
+        .expect(1)
+        .mount(&upstreams.asana)
+        .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+        .to_string();
+    let redirect = format!("http://127.0.0.1:{port}/asana/oauth/callback");
+    let mut pairs: Vec<(&str, &str)> = upstreams
+        .vars
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pairs.extend_from_slice(&[
+        ("PORT", port.as_str()),
+        ("ASANA_REDIRECT_URI", redirect.as_str()),
+    ]);
+    let mut child = command(upstreams.dir.path(), &pairs)
+        .arg("authorize")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (url_tx, url_rx) = mpsc::channel();
+    let printed = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&printed);
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.trim().strip_prefix("http") {
+                let _ = url_tx.send(format!("http{url}"));
+            }
+            if let Ok(mut all) = sink.lock() {
+                all.push_str(&line);
+                all.push('\n');
+            }
+        }
+    });
+    let url = url_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a consent URL is printed");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let consent = loop {
+        match client.get(&url).send().await {
+            Ok(response) => break response,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(error) => panic!("the service did not come up: {error}"),
+        }
+    };
+    let location =
+        url::Url::parse(consent.headers()["location"].to_str().expect("ascii")).expect("url");
+    let state = location
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state");
+
+    let callback = client
+        .get(format!("{redirect}?code=the-code&state={state}"))
+        .header("cookie", format!("linker_oauth_state={state}"))
+        .send()
+        .await
+        .expect("callback");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "authorize did not exit after the consent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    assert_eq!(
+        url,
+        format!("http://127.0.0.1:{port}/asana/oauth/authorize")
+    );
+    assert_eq!(callback.status(), 200);
+    assert!(status.success(), "exit status {status}");
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        printed
+            .lock()
+            .map(|p| p.contains("Connected to Asana as Ada Lovelace"))
+            .unwrap_or(false)
+    );
+}

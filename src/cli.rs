@@ -1,0 +1,298 @@
+//! The command line: `serve` (default), `attach`, `authorize`, `check`, `webhooks`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{self, AppState, Application};
+use crate::attach::{Written, attach_context};
+use crate::config::Settings;
+use crate::domain::{AttachRequest, AttachRequestBody};
+use crate::error::{ApiError, cause_chain};
+use crate::render::Format;
+use crate::webhooks::admin;
+
+/// Posts named contexts from an MCP server into Asana tasks.
+#[derive(Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Attach a context to a task once, with the stored token, and print where it went.
+    Attach {
+        /// Gid of the task.
+        #[arg(long)]
+        task: String,
+        /// Name or URI of the context.
+        #[arg(long)]
+        context: String,
+        /// markdown, plain or code.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Print the consent URL and serve until someone has connected Asana.
+    Authorize,
+    /// Check settings, the Asana token and both upstreams; the exit code says what is wrong.
+    Check,
+    /// Manage Asana webhooks with the stored OAuth token.
+    Webhooks {
+        /// What to do with webhooks.
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+}
+
+/// Webhook subcommands.
+#[derive(Subcommand)]
+pub enum WebhookCommand {
+    /// Register a webhook; the service must be running and reachable at --target.
+    Register {
+        /// Gid of the project, task or tag to watch.
+        #[arg(long)]
+        resource: String,
+        /// The service's public base URL, e.g. https://x.ngrok.app.
+        #[arg(long)]
+        target: String,
+    },
+    /// List the webhooks of a workspace.
+    List {
+        /// Gid of the workspace.
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Delete a webhook.
+    Delete {
+        /// Gid of the webhook.
+        #[arg(long)]
+        webhook: String,
+    },
+}
+
+/// Exit codes of `check` (and of the other commands where they apply).
+pub mod exit {
+    /// A setting is malformed.
+    pub const INVALID_SETTINGS: u8 = 2;
+    /// A setting the service needs is missing.
+    pub const NOT_CONFIGURED: u8 = 3;
+    /// No usable Asana token: authorize.
+    pub const NOT_CONNECTED: u8 = 4;
+    /// The context server cannot be reached.
+    pub const CONTEXT_UNREACHABLE: u8 = 5;
+    /// Asana cannot be reached or refuses the token.
+    pub const ASANA_UNREACHABLE: u8 = 6;
+}
+
+/// Runs the command with the loaded settings.
+pub async fn run(command: Command, settings: &Settings) -> ExitCode {
+    match command {
+        Command::Serve => serve(settings).await,
+        Command::Attach {
+            task,
+            context,
+            format,
+        } => attach(settings, task, context, format).await,
+        Command::Authorize => authorize(settings).await,
+        Command::Check => check(settings).await,
+        Command::Webhooks { command } => webhooks(settings, command).await,
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("mcp-asana-linker: {message}");
+    ExitCode::FAILURE
+}
+
+async fn state(settings: &Settings) -> Result<AppState, ExitCode> {
+    AppState::build(settings).await.map_err(fail)
+}
+
+async fn serve(settings: &Settings) -> ExitCode {
+    let application = match Application::build(settings).await {
+        Ok(application) => application,
+        Err(error) => return fail(error),
+    };
+    match application.run_until(app::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error),
+    }
+}
+
+async fn attach(
+    settings: &Settings,
+    task: String,
+    context: String,
+    format: Option<String>,
+) -> ExitCode {
+    let format = match format
+        .as_deref()
+        .map(|f| serde_json::from_value::<Format>(f.into()))
+    {
+        None => None,
+        Some(Ok(format)) => Some(format),
+        Some(Err(_)) => return fail("--format must be markdown, plain or code"),
+    };
+    let body = AttachRequestBody {
+        task_gid: task,
+        context_name: context,
+        arguments: Default::default(),
+        format,
+        target: None,
+        pin: false,
+        footer: false,
+    };
+    let request = match AttachRequest::try_from(body) {
+        Ok(request) => request,
+        Err(error) => return fail(error),
+    };
+    let state = match state(settings).await {
+        Ok(state) => state,
+        Err(code) => return code,
+    };
+    match attach_context(&state, &request).await {
+        Ok(attached) => {
+            if let Written::Comments { story_gids, .. } = &attached.written {
+                for gid in story_gids {
+                    println!(
+                        "posted story {gid}: https://app.asana.com/0/0/{}/{gid}",
+                        attached.task_gid
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let error = ApiError::from(error);
+            fail(format!("{} ({})", error, error.code()))
+        }
+    }
+}
+
+async fn authorize(settings: &Settings) -> ExitCode {
+    let Some(oauth) = &settings.oauth_app else {
+        eprintln!(
+            "mcp-asana-linker: OAuth is not configured: set {}",
+            settings.missing_oauth.join(", ")
+        );
+        return ExitCode::from(exit::NOT_CONFIGURED);
+    };
+    let application = match Application::build(settings).await {
+        Ok(application) => application,
+        Err(error) => return fail(error),
+    };
+    let shared = application.state();
+    let watched = Arc::clone(&shared);
+    let mut start = oauth.redirect_uri.clone();
+    start.set_path("/asana/oauth/authorize");
+    start.set_query(None);
+    println!("Open this URL in the browser you use for Asana:\n\n  {start}\n");
+    println!("Waiting for the consent (Ctrl-C to stop)…");
+    let connected = async move {
+        let signal = app::shutdown_signal();
+        let wait = async {
+            while watched.tokens.user().is_none() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        };
+        tokio::select! {
+            () = signal => {},
+            () = wait => {},
+        }
+    };
+    if let Err(error) = application.run_until(connected).await {
+        return fail(error);
+    }
+    match shared.tokens.user() {
+        Some(user) => {
+            println!("Connected to Asana as {}.", user.name);
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(exit::NOT_CONNECTED),
+    }
+}
+
+async fn check(settings: &Settings) -> ExitCode {
+    let state = match state(settings).await {
+        Ok(state) => state,
+        Err(code) => return code,
+    };
+    let mut missing: Vec<&str> = settings.missing_oauth.clone();
+    if settings.context_server.is_none() {
+        missing.push("MCP_SERVER_URL or MCP_SERVER_COMMAND");
+    }
+    if !missing.is_empty() {
+        println!("✗ settings: missing {}", missing.join(", "));
+        return ExitCode::from(exit::NOT_CONFIGURED);
+    }
+    println!("✓ settings");
+    let token = match state.tokens.access_token().await {
+        Ok(token) => token,
+        Err(error) => {
+            println!("✗ Asana token: {}", cause_chain(&error));
+            return ExitCode::from(exit::NOT_CONNECTED);
+        }
+    };
+    match state.asana.me(&token).await {
+        Ok(user) => println!("✓ Asana: connected as {}", user.name),
+        Err(error) => {
+            println!("✗ Asana: {}", cause_chain(&error));
+            return ExitCode::from(exit::ASANA_UNREACHABLE);
+        }
+    }
+    if let Some(source) = &state.context
+        && let Err(error) = source.probe().await
+    {
+        println!("✗ context server: {}", cause_chain(&error));
+        return ExitCode::from(exit::CONTEXT_UNREACHABLE);
+    }
+    println!("✓ context server reachable");
+    ExitCode::SUCCESS
+}
+
+async fn webhooks(settings: &Settings, command: WebhookCommand) -> ExitCode {
+    let state = match state(settings).await {
+        Ok(state) => state,
+        Err(code) => return code,
+    };
+    let outcome = match command {
+        WebhookCommand::Register { resource, target } => {
+            admin::register(&state, &resource, &target).await.map(|r| {
+                println!(
+                    "registered webhook {} on resource {resource}: events go to {} (hook id {})",
+                    r.webhook_gid, r.target, r.hook_id
+                );
+            })
+        }
+        WebhookCommand::List { workspace } => admin::list(&state, &workspace).await.map(|hooks| {
+            for hook in &hooks {
+                println!(
+                    "{}\t{}\t{}",
+                    hook.gid,
+                    if hook.active.unwrap_or(false) {
+                        "active"
+                    } else {
+                        "inactive"
+                    },
+                    hook.target.as_deref().unwrap_or("-")
+                );
+            }
+            println!("{} webhook(s) in workspace {workspace}", hooks.len());
+        }),
+        WebhookCommand::Delete { webhook } => admin::delete(&state, &webhook)
+            .await
+            .map(|()| println!("deleted webhook {webhook}")),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(cause_chain(&error)),
+    }
+}
