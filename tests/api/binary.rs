@@ -721,7 +721,7 @@ async fn authorize_prints_the_consent_url_and_exits_once_connected() {
     );
     assert_eq!(callback.status(), 200);
     assert!(status.success(), "exit status {status}");
-    std::thread::sleep(Duration::from_millis(50));
+    reader.join().expect("stdout read to its end");
     assert!(
         printed
             .lock()
