@@ -19,12 +19,13 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /app linker \
+ && groupadd --system --gid 10001 linker \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /app linker \
  && mkdir -p /app/data \
  && chown linker /app/data
 WORKDIR /app
 COPY --from=builder /app/target/release/mcp-asana-linker /usr/local/bin/mcp-asana-linker
-USER linker
+USER 10001:10001
 ENV HOST=0.0.0.0 PORT=3000 TOKEN_STORE_PATH=/app/data/asana_tokens.json LOG_FORMAT=json
 VOLUME ["/app/data"]
 EXPOSE 3000

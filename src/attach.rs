@@ -138,10 +138,9 @@ pub async fn attach_context(
                 .await?;
                 crate::metrics::story_posted();
                 // Remembered so webhook rules never act on the linker's own comments.
-                state
-                    .webhook_seen
-                    .remember(&format!("story:{}", story.gid))
-                    .await;
+                if state.hooks.in_use() {
+                    state.webhook_seen.remember(&format!("story:{}", story.gid));
+                }
                 story_gids.push(story.gid);
             }
             Written::Comments {

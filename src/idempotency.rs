@@ -3,12 +3,12 @@
 //! Outcomes are kept in memory and appended to a JSON-lines file next to the token file, so a
 //! restart does not forget them; the file is compacted (expired keys pruned) at startup.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io::{self, BufRead, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,34 @@ pub enum Begin {
     Wait(watch::Receiver<Option<Outcome>>),
 }
 
-type Slots = Arc<Mutex<HashMap<String, Slot>>>;
+/// Keys in memory: the slots, and the kept outcomes oldest first, so the oldest is evicted
+/// in constant time once `MAX_KEYS` are kept.
+#[derive(Debug, Default)]
+struct Keys {
+    map: HashMap<String, Slot>,
+    order: VecDeque<(u64, String)>,
+}
+
+impl Keys {
+    /// Keeps a final record, evicting expired and excess ones, oldest first.
+    fn keep(&mut self, record: Record) {
+        self.order.push_back((record.at, record.key.clone()));
+        self.map.insert(record.key.clone(), Slot::Done(record));
+        let cutoff = now_secs().saturating_sub(KEY_TTL.as_secs());
+        while let Some((at, _)) = self.order.front() {
+            if *at >= cutoff && self.order.len() <= MAX_KEYS {
+                break;
+            }
+            if let Some((at, key)) = self.order.pop_front()
+                && matches!(self.map.get(&key), Some(Slot::Done(r)) if r.at == at)
+            {
+                self.map.remove(&key);
+            }
+        }
+    }
+}
+
+type Slots = Arc<Mutex<Keys>>;
 
 /// The right to run a keyed request. Dropped unfinished (the client went away), it frees
 /// the key.
@@ -114,6 +141,8 @@ pub struct KeyReused;
 pub struct IdempotencyStore {
     path: PathBuf,
     slots: Slots,
+    /// Lines for the background appender used by `remember`, started on first use.
+    appender: OnceLock<std::sync::mpsc::Sender<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Slot {
@@ -149,7 +178,7 @@ fn now_secs() -> u64 {
         .unwrap_or_default()
 }
 
-fn lock(slots: &Slots) -> MutexGuard<'_, HashMap<String, Slot>> {
+fn lock(slots: &Slots) -> MutexGuard<'_, Keys> {
     // Every critical section leaves the map consistent, so a poisoned lock is still usable.
     slots.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -184,13 +213,14 @@ impl IdempotencyStore {
             compacted.push(b'\n');
         }
         crate::atomic_file::write(&path, &compacted).map_err(io_error)?;
-        let slots = kept
-            .into_iter()
-            .map(|r| (r.key.clone(), Slot::Done(r)))
-            .collect();
+        let mut slots = Keys::default();
+        for record in kept.into_iter().rev() {
+            slots.keep(record);
+        }
         Ok(Self {
             path,
             slots: Arc::new(Mutex::new(slots)),
+            appender: OnceLock::new(),
         })
     }
 
@@ -235,24 +265,33 @@ impl IdempotencyStore {
     /// Whether `key` has a kept outcome (used as a set of seen keys by the webhook worker).
     pub fn contains(&self, key: &str) -> bool {
         let cutoff = now_secs().saturating_sub(KEY_TTL.as_secs());
-        matches!(lock(&self.slots).get(key), Some(Slot::Done(r)) if r.at >= cutoff)
+        matches!(lock(&self.slots).map.get(key), Some(Slot::Done(r)) if r.at >= cutoff)
     }
 
-    /// Keeps `key` as seen for 24 h, on disk before this returns.
-    pub async fn remember(&self, key: &str) {
-        let Ok(key) = IdempotencyKey::parse(key) else {
-            tracing::warn!(key, "not remembered: not a valid key");
-            return;
+    /// Keeps `key` as seen for 24 h. The line is written by a background thread and not
+    /// fsynced: this marks the linker's own comments, on the path of every attach, where a
+    /// file write per request would halve the throughput. A crash may forget the last few,
+    /// which only matters if a context's text is itself a `/context` command.
+    pub fn remember(&self, key: &str) {
+        let record = Record {
+            key: key.to_owned(),
+            fingerprint: String::new(),
+            at: now_secs(),
+            outcome: Outcome {
+                status: 200,
+                body: serde_json::Value::Null,
+            },
         };
-        if let Begin::Fresh(ticket) = self.begin(&key, "") {
-            self.finish(
-                ticket,
-                Outcome {
-                    status: 200,
-                    body: serde_json::Value::Null,
-                },
-            )
-            .await;
+        let line = serde_json::to_vec(&record).unwrap_or_default();
+        lock(&self.slots).keep(record);
+        let appender = self
+            .appender
+            .get_or_init(|| spawn_appender(self.path.clone()));
+        if appender.send(line).is_err() {
+            tracing::warn!(
+                key,
+                "the seen-keys file writer has stopped; kept in memory only"
+            );
         }
     }
 
@@ -260,7 +299,7 @@ impl IdempotencyStore {
     pub fn begin(&self, key: &IdempotencyKey, fingerprint: &str) -> Begin {
         let mut slots = lock(&self.slots);
         let cutoff = now_secs().saturating_sub(KEY_TTL.as_secs());
-        match slots.get(&key.0) {
+        match slots.map.get(&key.0) {
             Some(Slot::Done(record)) if record.at >= cutoff => {
                 return if record.fingerprint == fingerprint {
                     Begin::Replay(record.outcome.clone())
@@ -280,11 +319,8 @@ impl IdempotencyStore {
             }
             _ => {}
         }
-        if slots.len() >= MAX_KEYS {
-            prune(&mut slots, cutoff);
-        }
         let (sender, receiver) = watch::channel(None);
-        slots.insert(
+        slots.map.insert(
             key.0.clone(),
             Slot::InFlight {
                 fingerprint: fingerprint.to_owned(),
@@ -319,9 +355,9 @@ impl IdempotencyStore {
                 Ok(Err(error)) => tracing::error!(%error, "cannot persist an idempotency key"),
                 Err(error) => tracing::error!(%error, "cannot persist an idempotency key"),
             }
-            lock(&self.slots).insert(ticket.key.clone(), Slot::Done(record));
+            lock(&self.slots).keep(record);
         } else {
-            lock(&self.slots).remove(&ticket.key);
+            lock(&self.slots).map.remove(&ticket.key);
         }
         // Waiters replay the outcome, final or not: they asked at the same moment.
         let _ = done.send(Some(outcome));
@@ -332,28 +368,9 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         if self.done.is_some() {
             let mut slots = lock(&self.slots);
-            if matches!(slots.get(&self.key), Some(Slot::InFlight { .. })) {
-                slots.remove(&self.key);
+            if matches!(slots.map.get(&self.key), Some(Slot::InFlight { .. })) {
+                slots.map.remove(&self.key);
             }
-        }
-    }
-}
-
-fn prune(slots: &mut HashMap<String, Slot>, cutoff: u64) {
-    slots.retain(|_, slot| !matches!(slot, Slot::Done(r) if r.at < cutoff));
-    while slots.len() >= MAX_KEYS {
-        let oldest = slots
-            .iter()
-            .filter_map(|(key, slot)| match slot {
-                Slot::Done(r) => Some((r.at, key.clone())),
-                Slot::InFlight { .. } => None,
-            })
-            .min();
-        match oldest {
-            Some((_, key)) => {
-                slots.remove(&key);
-            }
-            None => break,
         }
     }
 }
@@ -368,6 +385,40 @@ fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
     buffer.push(b'\n');
     file.write_all(&buffer)?;
     file.sync_data()
+}
+
+/// A thread appending the lines it is sent to `path`, flushing whenever it has caught up;
+/// it ends when the store is dropped.
+fn spawn_appender(path: PathBuf) -> std::sync::mpsc::Sender<Vec<u8>> {
+    let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let open = || {
+            fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&path)
+        };
+        let mut file = match open() {
+            Ok(file) => io::BufWriter::new(file),
+            Err(error) => {
+                tracing::error!(%error, path = %path.display(), "cannot open the seen-keys file");
+                return;
+            }
+        };
+        while let Ok(line) = receiver.recv() {
+            let mut result = file.write_all(&line).and_then(|()| file.write_all(b"\n"));
+            for line in receiver.try_iter() {
+                result = result
+                    .and_then(|()| file.write_all(&line))
+                    .and_then(|()| file.write_all(b"\n"));
+            }
+            if let Err(error) = result.and_then(|()| file.flush()) {
+                tracing::error!(%error, path = %path.display(), "cannot write the seen-keys file");
+            }
+        }
+    });
+    sender
 }
 
 #[cfg(test)]
@@ -432,6 +483,20 @@ mod tests {
             .await;
 
         assert!(matches!(store.begin(&key("k"), "b"), Begin::Fresh(_)));
+    }
+
+    #[test]
+    fn memory_stays_bounded_and_the_oldest_keys_go_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = IdempotencyStore::open(dir.path().join("seen.jsonl")).expect("open");
+
+        for i in 0..MAX_KEYS + 5 {
+            store.remember(&format!("story:{i}"));
+        }
+
+        assert!(lock(&store.slots).map.len() <= MAX_KEYS);
+        assert!(!store.contains("story:0"));
+        assert!(store.contains(&format!("story:{}", MAX_KEYS + 4)));
     }
 
     #[test]

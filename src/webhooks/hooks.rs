@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use secrecy::SecretString;
@@ -109,6 +110,8 @@ pub struct HookStore {
     path: PathBuf,
     /// Serialises this process's read-modify-write cycles.
     writing: Mutex<()>,
+    /// Whether any hook has a secret: only then must the linker's comments be remembered.
+    in_use: AtomicBool,
 }
 
 fn now() -> u64 {
@@ -119,12 +122,22 @@ fn now() -> u64 {
 }
 
 impl HookStore {
-    /// A store at `path`; nothing is read until used.
+    /// A store at `path`; reads it once to know whether webhooks are in use.
     pub fn new(path: PathBuf) -> Self {
+        let in_use = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<HookFile>(&bytes).ok())
+            .is_some_and(|file| file.hooks.values().any(|h| h.secret.is_some()));
         Self {
             path,
             writing: Mutex::new(()),
+            in_use: AtomicBool::new(in_use),
         }
+    }
+
+    /// Whether a webhook has completed its handshake with this service.
+    pub fn in_use(&self) -> bool {
+        self.in_use.load(Ordering::Relaxed)
     }
 
     /// Records that `id` is about to be registered for `resource` at `target`.
@@ -155,6 +168,7 @@ impl HookStore {
         record.secret = Some(secret.to_owned());
         record.expect_handshake_until = None;
         self.write(&file).await?;
+        self.in_use.store(true, Ordering::Relaxed);
         Ok(())
     }
 
