@@ -364,3 +364,63 @@ async fn register_announces_the_hook_and_completes_the_handshake() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].1.webhook_gid.as_deref(), Some("7777"));
 }
+
+#[tokio::test]
+async fn list_and_delete_use_the_stored_token_and_forget_the_secret() {
+    let app = hooked_app(&[]).await;
+    let id = HookId::parse("h1").expect("id");
+    hooks(&app)
+        .registered(&id, "7777")
+        .await
+        .expect("record gid");
+    Mock::given(method("GET"))
+        .and(path("/api/1.0/webhooks"))
+        .and(wiremock::matchers::query_param("workspace", "555"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            "Bearer access-token-1",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [
+            {"gid": "7777", "target": "https://x/asana/webhooks/h1", "active": true}
+        ]})))
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/api/1.0/webhooks/7777"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {}})))
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+    let cli = AppState::build(&Settings::from_vars(app.vars.clone()).expect("settings"))
+        .await
+        .expect("cli state");
+
+    let listed = mcp_asana_linker::webhooks::admin::list(&cli, "555")
+        .await
+        .expect("list");
+    mcp_asana_linker::webhooks::admin::delete(&cli, "7777")
+        .await
+        .expect("delete");
+
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].gid, "7777");
+    assert!(
+        hooks(&app).list().await.expect("list").is_empty(),
+        "the secret is forgotten"
+    );
+    let body = serde_json::to_vec(&json!({"events": []})).expect("json");
+    let after = app
+        .client
+        .post(format!("{}/asana/webhooks/h1", app.address))
+        .header("x-hook-signature", sign(SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        after.status(),
+        401,
+        "a deleted hook's deliveries are refused"
+    );
+}

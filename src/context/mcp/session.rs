@@ -147,9 +147,11 @@ impl Session {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28],
             legacy_version: Some(ProtocolVersion::V_2025_11_25),
         };
+        // A failed handshake counts as unreachable, so the retry policy applies to it (a
+        // server that is restarting); `auto` probes with `connect`, outside the policy.
         let handshake_failed = |error: &dyn std::error::Error| {
-            ContextError::Mcp(format!(
-                "handshake failed: {}",
+            ContextError::Unreachable(format!(
+                "MCP handshake failed: {}",
                 crate::error::cause_chain(error)
             ))
         };
