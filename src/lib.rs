@@ -15,6 +15,7 @@ pub mod error;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
+pub mod random;
 pub mod readiness;
 pub mod render;
 pub mod request_id;

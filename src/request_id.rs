@@ -1,8 +1,6 @@
 //! Request ids: an incoming `X-Request-Id` is kept (if sane), otherwise one is made; it is
 //! returned, recorded on the request's log span, and put in error bodies.
 
-use std::hash::{BuildHasher, Hasher};
-
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
@@ -29,7 +27,7 @@ impl MakeRequestId for MakeId {
             .and_then(|v| v.to_str().ok())
             .filter(|v| is_sane(v))
             .map(str::to_owned)
-            .unwrap_or_else(random_id);
+            .unwrap_or_else(crate::random::hex_id);
         HeaderValue::from_str(&id).ok().map(RequestId::new)
     }
 }
@@ -42,17 +40,6 @@ fn is_sane(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
-
-fn random_id() -> String {
-    (0..2)
-        .map(|_| {
-            let value = std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish();
-            format!("{value:016x}")
-        })
-        .collect()
 }
 
 /// Middleware: makes the request's id available to error bodies while it is handled.

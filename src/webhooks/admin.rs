@@ -69,7 +69,8 @@ pub async fn register(
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .ok_or_else(|| AdminError::Target(base.to_owned()))?;
-    let hook_id = HookId::parse(&random_id()).map_err(|_| AdminError::Target(base.to_string()))?;
+    let hook_id = HookId::parse(&crate::random::hex_id())
+        .map_err(|_| AdminError::Target(base.to_string()))?;
     let target = format!(
         "{}/asana/webhooks/{}",
         base.as_str().trim_end_matches('/'),
@@ -112,17 +113,4 @@ pub async fn delete(state: &AppState, webhook_gid: &str) -> Result<(), AdminErro
     state.asana.delete_webhook(&token, webhook_gid).await?;
     state.hooks.forget(webhook_gid).await?;
     Ok(())
-}
-
-/// 32 random hex characters (two randomly seeded SipHash outputs).
-fn random_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    (0..2)
-        .map(|_| {
-            let value = std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish();
-            format!("{value:016x}")
-        })
-        .collect()
 }
