@@ -387,33 +387,26 @@ fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
     file.sync_data()
 }
 
-/// A thread appending the lines it is sent to `path`, flushing whenever it has caught up;
-/// it ends when the store is dropped.
+/// A thread appending the lines it is sent to `path`, a batch at a time; it ends when the
+/// store is dropped. The file is opened per batch, so a compaction by another process (a CLI
+/// command) that replaces the file is followed, not written past.
 fn spawn_appender(path: PathBuf) -> std::sync::mpsc::Sender<Vec<u8>> {
     let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
-        let open = || {
-            fs::OpenOptions::new()
+        while let Ok(first) = receiver.recv() {
+            let mut batch = first;
+            batch.push(b'\n');
+            for line in receiver.try_iter() {
+                batch.extend_from_slice(&line);
+                batch.push(b'\n');
+            }
+            let written = fs::OpenOptions::new()
                 .append(true)
                 .create(true)
                 .mode(0o600)
                 .open(&path)
-        };
-        let mut file = match open() {
-            Ok(file) => io::BufWriter::new(file),
-            Err(error) => {
-                tracing::error!(%error, path = %path.display(), "cannot open the seen-keys file");
-                return;
-            }
-        };
-        while let Ok(line) = receiver.recv() {
-            let mut result = file.write_all(&line).and_then(|()| file.write_all(b"\n"));
-            for line in receiver.try_iter() {
-                result = result
-                    .and_then(|()| file.write_all(&line))
-                    .and_then(|()| file.write_all(b"\n"));
-            }
-            if let Err(error) = result.and_then(|()| file.flush()) {
+                .and_then(|mut file| file.write_all(&batch));
+            if let Err(error) = written {
                 tracing::error!(%error, path = %path.display(), "cannot write the seen-keys file");
             }
         }
