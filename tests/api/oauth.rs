@@ -68,6 +68,12 @@ async fn callback(app: &TestApp, query: &str, cookie_state: Option<&str>) -> req
     request.send().await.expect("sent")
 }
 
+/// The browser that started `started` comes back with `params` and the consent's state.
+async fn return_to(app: &TestApp, started: &Started, params: &str) -> reqwest::Response {
+    let query = format!("{params}&state={}", started.state());
+    callback(app, &query, Some(started.state())).await
+}
+
 async fn mount_code_exchange(app: &TestApp, answer: ResponseTemplate, times: u64) {
     Mock::given(method("POST"))
         .and(path(TOKEN_PATH))
@@ -140,12 +146,7 @@ async fn the_callback_exchanges_the_code_with_the_matching_verifier_and_stores_t
     mount_code_exchange(&app, token_answer("fresh-access", Some("fresh-refresh")), 1).await;
     let started = start_consent(&app).await;
 
-    let response = callback(
-        &app,
-        &format!("code=the-code&state={}", started.state()),
-        Some(started.state()),
-    )
-    .await;
+    let response = return_to(&app, &started, "code=the-code").await;
 
     assert_eq!(response.status(), 200);
     let page = response.text().await.expect("page");
@@ -234,12 +235,7 @@ async fn access_denied_gets_a_clear_page_and_stores_nothing() {
     mount_code_exchange(&app, token_answer("x", Some("y")), 0).await;
     let started = start_consent(&app).await;
 
-    let response = callback(
-        &app,
-        &format!("error=access_denied&state={}", started.state()),
-        Some(started.state()),
-    )
-    .await;
+    let response = return_to(&app, &started, "error=access_denied").await;
 
     assert_eq!(response.status(), 400);
     let page = response.text().await.expect("page");
@@ -265,12 +261,7 @@ async fn the_user_name_is_escaped_and_read_from_users_me_when_the_answer_lacks_i
         .await;
     let started = start_consent(&app).await;
 
-    let response = callback(
-        &app,
-        &format!("code=the-code&state={}", started.state()),
-        Some(started.state()),
-    )
-    .await;
+    let response = return_to(&app, &started, "code=the-code").await;
 
     assert_eq!(response.status(), 200);
     let page = response.text().await.expect("page");
@@ -291,12 +282,7 @@ async fn a_refused_code_gets_a_400_page() {
     .await;
     let started = start_consent(&app).await;
 
-    let response = callback(
-        &app,
-        &format!("code=the-code&state={}", started.state()),
-        Some(started.state()),
-    )
-    .await;
+    let response = return_to(&app, &started, "code=the-code").await;
 
     assert_eq!(response.status(), 400);
     assert!(!app.token_path.exists());

@@ -307,6 +307,13 @@ async fn a_tag_rule_from_the_rules_file_attaches_its_context() {
     until_posts(&app, 1).await;
 }
 
+/// The state a CLI command beside the running service builds (same settings, same files).
+async fn cli_state(app: &TestApp) -> AppState {
+    AppState::build(&Settings::from_vars(app.vars.clone()).expect("settings"))
+        .await
+        .expect("cli state")
+}
+
 /// Asana's create-webhook endpoint: performs the handshake with the target before answering.
 struct HandshakeFirst;
 
@@ -346,9 +353,7 @@ async fn register_announces_the_hook_and_completes_the_handshake() {
         .expect(1)
         .mount(&app.asana)
         .await;
-    let cli = AppState::build(&Settings::from_vars(app.vars.clone()).expect("settings"))
-        .await
-        .expect("cli state");
+    let cli = cli_state(&app).await;
 
     let registered = mcp_asana_linker::webhooks::admin::register(&cli, "1200", &app.address)
         .await
@@ -392,9 +397,7 @@ async fn list_and_delete_use_the_stored_token_and_forget_the_secret() {
         .expect(1)
         .mount(&app.asana)
         .await;
-    let cli = AppState::build(&Settings::from_vars(app.vars.clone()).expect("settings"))
-        .await
-        .expect("cli state");
+    let cli = cli_state(&app).await;
 
     let listed = mcp_asana_linker::webhooks::admin::list(&cli, "555")
         .await
