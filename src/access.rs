@@ -3,32 +3,59 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::request::Parts;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
 use crate::error::ApiError;
 
-/// Middleware: lets the request through only if the caller may use the API.
-pub async fn require_api_access(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    match &state.api_key {
-        Some(key) => check_bearer(&request, key)?,
-        None => check_loopback(&request)?,
+/// Extractor: present only if the caller may use the API. An extractor rather than a
+/// middleware, so the check costs no extra layer per request.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiAccess;
+
+impl FromRequestParts<Arc<AppState>> for ApiAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        check(parts, state).map(|()| Self)
     }
-    Ok(next.run(request).await)
 }
 
-fn check_bearer(request: &Request, key: &SecretString) -> Result<(), ApiError> {
-    let presented = request
-        .headers()
+/// Extractor for `/metrics`: open when `METRICS_PUBLIC` is true, else as [`ApiAccess`].
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsAccess;
+
+impl FromRequestParts<Arc<AppState>> for MetricsAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        if state.metrics_public {
+            return Ok(Self);
+        }
+        check(parts, state).map(|()| Self)
+    }
+}
+
+fn check(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+    match &state.api_key {
+        Some(key) => check_bearer(&parts.headers, key),
+        None => check_loopback(parts),
+    }
+}
+
+fn check_bearer(headers: &HeaderMap, key: &SecretString) -> Result<(), ApiError> {
+    let presented = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
@@ -46,14 +73,14 @@ fn check_bearer(request: &Request, key: &SecretString) -> Result<(), ApiError> {
 
 /// A request relayed by a proxy on the same host (ngrok, a sidecar) arrives from loopback
 /// but comes from elsewhere: forwarding headers disqualify it.
-fn check_loopback(request: &Request) -> Result<(), ApiError> {
+fn check_loopback(request: &Parts) -> Result<(), ApiError> {
     let loopback = request
-        .extensions()
+        .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .is_some_and(|ConnectInfo(addr)| addr.ip().to_canonical().is_loopback());
     let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
         .iter()
-        .any(|name| request.headers().contains_key(*name));
+        .any(|name| request.headers.contains_key(*name));
     if loopback && !forwarded {
         Ok(())
     } else {

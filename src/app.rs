@@ -6,29 +6,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderName;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn;
 use axum::response::IntoResponse;
 use axum::{Extension, Router};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::OpenApi;
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use crate::access::require_api_access;
 use crate::asana::{AsanaClient, AsanaOAuth, PendingConsents, TokenFile, TokenManager};
 use crate::config::Settings;
 use crate::context::ContextSource;
 use crate::error::ApiError;
 use crate::idempotency::{IdempotencyFileError, IdempotencyStore};
+use crate::observe::observe;
 use crate::openapi::ApiDoc;
 use crate::readiness::Readiness;
 use crate::retry::RetryPolicy;
+use crate::routes;
 use crate::webhooks::{HookStore, Queue, Rules, RulesError, spawn_workers};
-use crate::{request_id, routes, telemetry};
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -195,51 +194,36 @@ impl AppState {
 
 /// The service's routes and layers over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
-    let (router, document) = api(Arc::clone(&state)).split_for_parts();
+    let (router, document) = api().split_for_parts();
     let document = Arc::new(document.to_pretty_json().unwrap_or_default());
-    router
-        .fallback(|| async { ApiError::RouteNotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(Extension(document))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    // One layer call: every `Router::layer` wraps each route in another boxed service.
+    let layers = ServiceBuilder::new()
+        .layer(from_fn(observe))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".to_owned()).into_response()
         }))
-        .layer(from_fn(crate::metrics::track))
-        .layer(from_fn(request_id::scope))
-        .layer(telemetry::trace_layer())
-        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
-            request_id::HEADER,
-        )))
-        .layer(SetRequestIdLayer::new(
-            HeaderName::from_static(request_id::HEADER),
-            request_id::MakeId,
-        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(Extension(document));
+    router
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(layers)
         .with_state(state)
 }
 
 /// Every route with its OpenAPI description: the document is built from the same list the
 /// router is, so the two cannot drift.
-pub fn api(state: Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
-    let key = |r: UtoipaMethodRouter<Arc<AppState>>| {
-        r.map(|m| m.route_layer(from_fn_with_state(Arc::clone(&state), require_api_access)))
-    };
-    let metrics = routes!(routes::operations::metrics);
-    let metrics = if state.metrics_public {
-        metrics
-    } else {
-        key(metrics)
-    };
+pub fn api() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::health::health))
         .routes(routes!(routes::operations::ready))
-        .routes(metrics)
+        .routes(routes!(routes::operations::metrics))
         .routes(routes!(routes::operations::openapi))
         .routes(routes!(routes::oauth::authorize))
         .routes(routes!(routes::oauth::callback))
-        .routes(key(routes!(routes::attach::attach)))
-        .routes(key(routes!(routes::attach::preview)))
-        .routes(key(routes!(routes::contexts::list)))
+        .routes(routes!(routes::attach::attach))
+        .routes(routes!(routes::attach::preview))
+        .routes(routes!(routes::contexts::list))
         .routes(
             routes!(routes::webhooks::receive)
                 .map(|m| m.layer(DefaultBodyLimit::max(WEBHOOK_BODY_BYTES))),

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
+pub mod observe;
 pub mod openapi;
 pub mod random;
 pub mod readiness;

@@ -7,6 +7,9 @@ use clap::Parser;
 use mcp_asana_linker::cli::{self, Cli, Command};
 use mcp_asana_linker::{Settings, telemetry};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

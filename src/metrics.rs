@@ -2,11 +2,9 @@
 //! target and outcome, retries, refreshes, 429s seen, stories posted.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{Method, StatusCode};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds.
@@ -32,22 +30,14 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Middleware: counts and times each request by matched route, method and status.
-pub async fn track(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("linker_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+/// Counts and times one request by matched route, method and status.
+pub fn request(route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
+    let route = route.to_owned();
+    let method = method.as_str().to_owned();
+    metrics::counter!("linker_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.as_str().to_owned())
         .increment(1);
     metrics::histogram!("linker_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
-    response
+        .record(elapsed.as_secs_f64());
 }
 
 /// Counts one call to an upstream (`asana`, `token`, `context`, `mcp`) by outcome.

@@ -1,12 +1,5 @@
-//! Logging: the tracing subscriber (pretty or JSON) and the per-request span.
+//! Logging: the tracing subscriber (pretty or JSON).
 
-use std::time::Duration;
-
-use axum::body::Body;
-use axum::http::{Request, Response};
-use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
-use tower_http::trace::TraceLayer;
-use tracing::Span;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -34,34 +27,4 @@ pub fn init(format: LogFormat, directives: &str) -> Result<(), TelemetryError> {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     Ok(())
-}
-
-type MakeSpan = fn(&Request<Body>) -> Span;
-type OnResponse = fn(&Response<Body>, Duration, &Span);
-
-/// One span per request with method and path (never the query, which may carry an OAuth
-/// code, and never headers), and one line when the response is sent.
-pub fn trace_layer()
--> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, MakeSpan, (), OnResponse> {
-    TraceLayer::new_for_http()
-        .make_span_with(request_span as MakeSpan)
-        .on_request(())
-        .on_response(log_response as OnResponse)
-}
-
-fn request_span(request: &Request<Body>) -> Span {
-    tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        request_id = %crate::request_id::of(request),
-    )
-}
-
-fn log_response(response: &Response<Body>, latency: Duration, _span: &Span) {
-    tracing::info!(
-        status = response.status().as_u16(),
-        latency_ms = latency.as_secs_f64() * 1000.0,
-        "response"
-    );
 }

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::access::ApiAccess;
 use crate::app::AppState;
 use crate::attach::{Attached, Preview, attach_context, preview_context};
 use crate::domain::{AttachRequest, AttachRequestBody};
@@ -35,6 +36,7 @@ use crate::idempotency::{IdempotencyKey, Once, Outcome, fingerprint};
     ))]
 pub async fn attach(
     State(state): State<Arc<AppState>>,
+    _: ApiAccess,
     headers: HeaderMap,
     ApiJson(body): ApiJson<AttachRequestBody>,
 ) -> Result<Response, ApiError> {
@@ -70,6 +72,7 @@ pub async fn attach(
     ))]
 pub async fn preview(
     State(state): State<Arc<AppState>>,
+    _: ApiAccess,
     ApiJson(body): ApiJson<AttachRequestBody>,
 ) -> Result<Json<Preview>, ApiError> {
     let request = AttachRequest::try_from(body)?;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 
+use crate::access::ApiAccess;
 use crate::app::AppState;
 use crate::context::Catalog;
 use crate::error::ApiError;
@@ -17,7 +18,10 @@ use crate::error::ApiError;
         (status = 501, description = "The REST contract has no listing", body = crate::openapi::ErrorBody),
         (status = 503, description = "No context source configured", body = crate::openapi::ErrorBody),
     ))]
-pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Catalog>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    _: ApiAccess,
+) -> Result<Json<Catalog>, ApiError> {
     let source = state
         .context
         .as_ref()
