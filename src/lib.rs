@@ -6,6 +6,7 @@ pub mod app;
 pub mod asana;
 pub mod atomic_file;
 pub mod attach;
+pub mod base_url;
 pub mod cli;
 pub mod config;
 pub mod connect;

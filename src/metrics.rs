@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use metrics::SharedString;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds.
@@ -32,12 +33,22 @@ pub fn handle() -> PrometheusHandle {
 
 /// Counts and times one request by matched route, method and status.
 pub fn request(route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
-    let route = route.to_owned();
-    let method = method.as_str().to_owned();
+    let route = SharedString::from(route.to_owned());
+    let method = method_label(method);
     metrics::counter!("linker_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.as_str().to_owned())
         .increment(1);
     metrics::histogram!("linker_http_request_duration_seconds", "route" => route, "method" => method)
         .record(elapsed.as_secs_f64());
+}
+
+/// The method as a static label (no allocation for the methods the API has).
+fn method_label(method: &Method) -> SharedString {
+    match *method {
+        Method::GET => SharedString::const_str("GET"),
+        Method::POST => SharedString::const_str("POST"),
+        Method::DELETE => SharedString::const_str("DELETE"),
+        _ => SharedString::from(method.as_str().to_owned()),
+    }
 }
 
 /// Counts one call to an upstream (`asana`, `token`, `context`, `mcp`) by outcome.

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use reqwest::{RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Semaphore;
 use url::Url;
 
 use super::token_file::AsanaUser;
+use crate::base_url::BaseUrl;
 use crate::domain::{CustomFieldGid, TaskGid};
 use crate::render::CommentBody;
 use crate::retry::{Retry, retry_after};
@@ -237,9 +238,20 @@ pub struct Story {
     pub gid: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct Envelope<T> {
     data: T,
+}
+
+/// The body of a new comment.
+#[derive(Serialize)]
+struct NewStory<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    html_text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_pinned: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -257,7 +269,7 @@ struct ErrorItem {
 #[derive(Debug)]
 pub struct AsanaClient {
     http: reqwest::Client,
-    base: String,
+    base: BaseUrl,
     timeout: Duration,
     limits: Limits,
 }
@@ -268,7 +280,7 @@ impl AsanaClient {
     pub fn new(http: reqwest::Client, base: &Url, timeout: Duration, max_writes: usize) -> Self {
         Self {
             http,
-            base: base.as_str().trim_end_matches('/').to_owned(),
+            base: BaseUrl::new(base),
             timeout,
             limits: Limits {
                 gate: Mutex::new(None),
@@ -339,7 +351,7 @@ impl AsanaClient {
         }
         let request = self
             .http
-            .get(format!("{}/tasks/{task}/stories", self.base))
+            .get(self.base.join(&format!("/tasks/{task}/stories")))
             .query(&query);
         let response = self.send(request, token, false).await?;
         read_body(response, task.as_str()).await
@@ -354,17 +366,19 @@ impl AsanaClient {
         body: &CommentBody,
         pin: bool,
     ) -> Result<Story, AsanaError> {
-        let mut data = match body {
-            CommentBody::Html(html) => json!({"html_text": html}),
-            CommentBody::Text(text) => json!({"text": text}),
+        let (html_text, text) = match body {
+            CommentBody::Html(html) => (Some(html.as_str()), None),
+            CommentBody::Text(text) => (None, Some(text.as_str())),
         };
-        if pin {
-            data["is_pinned"] = json!(true);
-        }
+        let data = NewStory {
+            html_text,
+            text,
+            is_pinned: pin.then_some(true),
+        };
         let request = self
             .http
-            .post(format!("{}/tasks/{task}/stories", self.base))
-            .json(&json!({"data": data}));
+            .post(self.base.join(&format!("/tasks/{task}/stories")))
+            .json(&Envelope { data });
         let response = self.send(request, token, true).await?;
         read_data(response, task.as_str()).await
     }
@@ -380,7 +394,7 @@ impl AsanaClient {
     ) -> Result<(), AsanaError> {
         let request = self
             .http
-            .put(format!("{}/tasks/{task}", self.base))
+            .put(self.base.join(&format!("/tasks/{task}")))
             .query(&[("opt_fields", "gid")])
             .json(&json!({"data": {"custom_fields": {field.as_str(): text}}}));
         let response = self.send(request, token, true).await?;
@@ -398,7 +412,10 @@ impl AsanaClient {
     ) -> Result<StoryDetails, AsanaError> {
         let request = self
             .http
-            .get(format!("{}/stories/{}", self.base, path_gid(story_gid)?))
+            .get(
+                self.base
+                    .join(&format!("/stories/{}", path_gid(story_gid)?)),
+            )
             .query(&[("opt_fields", "text,resource_subtype,target")]);
         let response = self.send(request, token, false).await?;
         read_data(response, "").await
@@ -413,12 +430,9 @@ impl AsanaClient {
         target: &str,
         filters: serde_json::Value,
     ) -> Result<CreatedWebhook, AsanaError> {
-        let request = self
-            .http
-            .post(format!("{}/webhooks", self.base))
-            .json(&json!({
-                "data": {"resource": resource, "target": target, "filters": filters}
-            }));
+        let request = self.http.post(self.base.join("/webhooks")).json(&json!({
+            "data": {"resource": resource, "target": target, "filters": filters}
+        }));
         let response = self.send(request, token, true).await?;
         read_body(response, "").await
     }
@@ -429,7 +443,7 @@ impl AsanaClient {
         token: &SecretString,
         workspace: &str,
     ) -> Result<Vec<WebhookInfo>, AsanaError> {
-        let request = self.http.get(format!("{}/webhooks", self.base)).query(&[
+        let request = self.http.get(self.base.join("/webhooks")).query(&[
             ("workspace", workspace),
             ("limit", "100"),
             ("opt_fields", "resource.name,target,active"),
@@ -444,9 +458,10 @@ impl AsanaClient {
         token: &SecretString,
         webhook_gid: &str,
     ) -> Result<(), AsanaError> {
-        let request =
-            self.http
-                .delete(format!("{}/webhooks/{}", self.base, path_gid(webhook_gid)?));
+        let request = self.http.delete(
+            self.base
+                .join(&format!("/webhooks/{}", path_gid(webhook_gid)?)),
+        );
         let response = self.send(request, token, true).await?;
         read_data::<serde_json::Value>(response, "")
             .await
@@ -458,7 +473,7 @@ impl AsanaClient {
     pub async fn me(&self, token: &SecretString) -> Result<AsanaUser, AsanaError> {
         let request = self
             .http
-            .get(format!("{}/users/me", self.base))
+            .get(self.base.join("/users/me"))
             .query(&[("opt_fields", "gid,name,email")]);
         let response = self.send(request, token, false).await?;
         read_data(response, "").await

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{Context, ContextError, SourceRef};
+use crate::base_url::BaseUrl;
 use crate::domain::ContextName;
 
 #[derive(Deserialize)]
@@ -19,7 +20,7 @@ struct ContextBody {
 #[derive(Debug, Clone)]
 pub struct RestContextSource {
     http: reqwest::Client,
-    base: String,
+    base: BaseUrl,
     auth_token: Option<SecretString>,
     timeout: Duration,
 }
@@ -34,7 +35,7 @@ impl RestContextSource {
     ) -> Self {
         Self {
             http,
-            base: base.as_str().trim_end_matches('/').to_owned(),
+            base: BaseUrl::new(base),
             auth_token,
             timeout,
         }
@@ -43,7 +44,7 @@ impl RestContextSource {
     /// Whether the server answers HTTP at its base URL (any status will do).
     pub async fn probe(&self) -> Result<(), ContextError> {
         self.http
-            .get(&self.base)
+            .get(self.base.as_str())
             .timeout(self.timeout)
             .send()
             .await
@@ -54,7 +55,9 @@ impl RestContextSource {
     /// Fetches one context; the name travels as one percent-encoded path segment.
     #[tracing::instrument(skip_all, fields(context_name = %name))]
     pub async fn fetch(&self, name: &ContextName) -> Result<Context, ContextError> {
-        let url = format!("{}/contexts/{}", self.base, name.as_path_segment());
+        let url = self
+            .base
+            .join(&format!("/contexts/{}", name.as_path_segment()));
         let mut request = self.http.get(url).timeout(self.timeout);
         if let Some(token) = &self.auth_token {
             request = request.bearer_auth(token.expose_secret());
@@ -77,7 +80,7 @@ impl RestContextSource {
                         name: name.to_string(),
                     },
                     mime_type: None,
-                    origin: self.base.clone(),
+                    origin: self.base.as_str().to_owned(),
                 })
             }
             StatusCode::NOT_FOUND => Err(ContextError::NotFound {

@@ -5,7 +5,7 @@
 
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
-use super::{Block, escape};
+use super::{Block, escape, push_escaped, push_xml_safe};
 
 /// What a rule is rendered as.
 const RULE: &str = "――――――――――";
@@ -231,8 +231,8 @@ impl Renderer {
     }
 
     fn text(&mut self, text: &str) {
-        self.html.push_str(&escape(text));
-        self.plain.push_str(&super::xml_safe(text));
+        push_escaped(&mut self.html, text);
+        push_xml_safe(&mut self.plain, text);
     }
 
     fn finish_block_if_top(&mut self) {

@@ -190,17 +190,38 @@ fn code_block(text: &str) -> Block {
 
 /// Drops characters XML 1.0 cannot carry (controls other than tab and newline, U+FFFE/F).
 pub fn xml_safe(text: &str) -> String {
-    text.chars()
-        .filter(|c| {
-            !(c.is_control() && *c != '\n' && *c != '\t') && *c != '\u{FFFE}' && *c != '\u{FFFF}'
-        })
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    push_xml_safe(&mut out, text);
+    out
 }
 
 /// Escapes text for element content and attribute values (`& < > "`).
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in xml_safe(text).chars() {
+    push_escaped(&mut out, text);
+    out
+}
+
+/// Appends [`xml_safe`]`(text)` to `out`.
+pub fn push_xml_safe(out: &mut String, text: &str) {
+    // Most text is printable ASCII: copied whole, without a per-character pass.
+    if text.bytes().all(is_safe_ascii) {
+        out.push_str(text);
+        return;
+    }
+    out.extend(text.chars().filter(|&c| is_xml_char(c)));
+}
+
+/// Appends [`escape`]`(text)` to `out`.
+pub fn push_escaped(out: &mut String, text: &str) {
+    if text
+        .bytes()
+        .all(|b| is_safe_ascii(b) && !matches!(b, b'&' | b'<' | b'>' | b'"'))
+    {
+        out.push_str(text);
+        return;
+    }
+    for c in text.chars().filter(|&c| is_xml_char(c)) {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -209,7 +230,15 @@ pub fn escape(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+}
+
+/// Printable ASCII, tab or newline: characters XML carries as they are.
+fn is_safe_ascii(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | b' '..=b'~')
+}
+
+fn is_xml_char(c: char) -> bool {
+    !(c.is_control() && c != '\n' && c != '\t') && c != '\u{FFFE}' && c != '\u{FFFF}'
 }
 
 /// The text of an `html_text` fragment: tags dropped, entities decoded.

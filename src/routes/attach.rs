@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::access::ApiAccess;
@@ -37,11 +38,11 @@ use crate::idempotency::{IdempotencyKey, Once, Outcome, fingerprint};
 pub async fn attach(
     State(state): State<Arc<AppState>>,
     _: ApiAccess,
-    headers: HeaderMap,
+    IdempotencyHeader(key): IdempotencyHeader,
     ApiJson(body): ApiJson<AttachRequestBody>,
 ) -> Result<Response, ApiError> {
     let request = AttachRequest::try_from(body)?;
-    let Some(key) = idempotency_key(&headers)? else {
+    let Some(key) = key else {
         return Ok(respond(run(&state, &request).await));
     };
     let once = state
@@ -80,22 +81,35 @@ pub async fn preview(
 }
 
 async fn run(state: &AppState, request: &AttachRequest) -> Result<Attached, ApiError> {
-    tokio::time::timeout(state.request_deadline, attach_context(state, request))
+    // Boxed: the attach future is large (retries, reconciliation, every source kind), and
+    // the handler's future is moved several times by the router before it is polled.
+    let attach = Box::pin(attach_context(state, request));
+    tokio::time::timeout(state.request_deadline, attach)
         .await
         .map_err(|_| ApiError::UpstreamTimeout("the request deadline (REQUEST_DEADLINE_SECS)"))?
         .map_err(ApiError::from)
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
-    headers
-        .get("idempotency-key")
-        .map(|value| {
-            let value = value.to_str().map_err(|_| {
-                ApiError::InvalidRequest("Idempotency-Key must be visible ASCII".to_owned())
-            })?;
-            Ok(IdempotencyKey::parse(value)?)
-        })
-        .transpose()
+/// The `Idempotency-Key` header, validated; an extractor so the handler does not copy every
+/// header.
+pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let key = parts
+            .headers
+            .get("idempotency-key")
+            .map(|value| {
+                let value = value.to_str().map_err(|_| {
+                    ApiError::InvalidRequest("Idempotency-Key must be visible ASCII".to_owned())
+                })?;
+                Ok::<_, ApiError>(IdempotencyKey::parse(value)?)
+            })
+            .transpose()?;
+        Ok(Self(key))
+    }
 }
 
 fn respond(result: Result<Attached, ApiError>) -> Response {
