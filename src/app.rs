@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn;
 use axum::response::IntoResponse;
 use axum::{Extension, Router};
 use secrecy::SecretString;
@@ -22,7 +21,7 @@ use crate::config::Settings;
 use crate::context::ContextSource;
 use crate::error::ApiError;
 use crate::idempotency::{IdempotencyFileError, IdempotencyStore};
-use crate::observe::observe;
+use crate::observe::ObserveLayer;
 use crate::openapi::ApiDoc;
 use crate::readiness::Readiness;
 use crate::retry::RetryPolicy;
@@ -198,7 +197,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let document = Arc::new(document.to_pretty_json().unwrap_or_default());
     // One layer call: every `Router::layer` wraps each route in another boxed service.
     let layers = ServiceBuilder::new()
-        .layer(from_fn(observe))
+        .layer(ObserveLayer)
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".to_owned()).into_response()
         }))

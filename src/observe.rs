@@ -1,58 +1,127 @@
-//! One middleware for what every request gets: its id (kept or made, returned, on the log
-//! span, in error bodies), its log span and response line, and its metrics. One layer rather
-//! than five because each router layer costs a boxed service clone and a boxed future per
-//! request, which the load benchmark showed as a tenth of the attach path's CPU.
+//! One layer for what every request gets: its id (kept or made, returned, on the log span, in
+//! error bodies), its log span and response line, and its metrics. One hand-written layer
+//! rather than five `Router::layer` calls or a `from_fn`: each of those costs a boxed service
+//! clone and a boxed future per request, which the load benchmark showed in the attach path.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
-use tracing::Instrument;
+use axum::http::{HeaderValue, Method, Response};
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tower::{Layer, Service};
+use tracing::Span;
 
 use crate::request_id;
 
-/// Middleware: gives the request an id, a span and a response line, and counts it.
-pub async fn observe(mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let id = request_id::for_request(request.headers());
-    // Ids are kept only when they are visible ASCII, and made ones are hex, so this holds.
-    let header = HeaderValue::from_str(&id).ok();
-    if let Some(header) = &header {
-        request
-            .headers_mut()
-            .insert(request_id::HEADER, header.clone());
+/// Wraps each route in [`Observe`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ObserveLayer;
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner }
     }
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let span = tracing::info_span!(
-        "request",
-        method = %method,
-        path = %request.uri().path(),
-        request_id = %id,
-    );
-    let mut response = request_id::scope(id, next.run(request))
-        .instrument(span.clone())
-        .await;
-    let status = response.status();
-    let elapsed = started.elapsed();
-    span.in_scope(|| {
-        let latency_ms = elapsed.as_secs_f64() * 1000.0;
-        if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), latency_ms, "response");
-        } else {
-            tracing::info!(status = status.as_u16(), latency_ms, "response");
+}
+
+/// Gives each request an id, a span and a response line, and counts it.
+#[derive(Debug, Clone)]
+pub struct Observe<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = Response<B>>,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = ObserveFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        let id = request_id::for_request(request.headers());
+        // Ids are kept only when they are visible ASCII, and made ones are hex, so this holds.
+        let header = HeaderValue::from_str(&id).ok();
+        if let Some(header) = &header {
+            request
+                .headers_mut()
+                .insert(request_id::HEADER, header.clone());
         }
-    });
-    crate::metrics::request(
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        &method,
-        status,
-        elapsed,
-    );
-    if let Some(header) = header {
-        response.headers_mut().insert(request_id::HEADER, header);
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let method = request.method().clone();
+        let span = tracing::info_span!(
+            "request",
+            method = %method,
+            path = %request.uri().path(),
+            request_id = %id,
+        );
+        let inner = {
+            let _entered = span.enter();
+            request_id::scope(id, self.inner.call(request))
+        };
+        ObserveFuture {
+            inner,
+            span,
+            started,
+            route,
+            method,
+            header,
+        }
     }
-    response
+}
+
+pin_project! {
+    /// The response of an observed request, logged, counted and given its id when ready.
+    pub struct ObserveFuture<F> {
+        #[pin]
+        inner: TaskLocalFuture<String, F>,
+        span: Span,
+        started: Instant,
+        route: Option<MatchedPath>,
+        method: Method,
+        header: Option<HeaderValue>,
+    }
+}
+
+impl<F, B, E> Future for ObserveFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let mut result = ready!(this.inner.poll(cx));
+        if let Ok(response) = &mut result {
+            let status = response.status();
+            let elapsed = this.started.elapsed();
+            let latency_ms = elapsed.as_secs_f64() * 1000.0;
+            if status.is_server_error() {
+                tracing::error!(status = status.as_u16(), latency_ms, "response");
+            } else {
+                tracing::info!(status = status.as_u16(), latency_ms, "response");
+            }
+            crate::metrics::request(
+                this.route.as_ref().map_or("unmatched", MatchedPath::as_str),
+                this.method,
+                status,
+                elapsed,
+            );
+            if let Some(header) = this.header.take() {
+                response.headers_mut().insert(request_id::HEADER, header);
+            }
+        }
+        Poll::Ready(result)
+    }
 }

@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use axum::http::HeaderMap;
+use tokio::task::futures::TaskLocalFuture;
 
 /// The header carrying the id.
 pub const HEADER: &str = "x-request-id";
@@ -34,7 +35,7 @@ fn is_sane(id: &str) -> bool {
 }
 
 /// Runs `future` with `id` as the current request's id, for error bodies.
-pub fn scope<F: Future>(id: String, future: F) -> impl Future<Output = F::Output> {
+pub fn scope<F: Future>(id: String, future: F) -> TaskLocalFuture<String, F> {
     CURRENT.scope(id, future)
 }
 
