@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Load run on loopback: the linker's attach path against a fast fake upstream; the floor, an
-# axum + reqwest service making only the same two upstream calls; and the fake alone.
-# Needs wrk (Debian: apt-get install wrk). Bounded: DURATION seconds each.
+# axum + reqwest service making only the same two upstream calls, on the system allocator and
+# on mimalloc (the linker's allocator); and the fake alone. Rounds alternate the services so
+# that drift on a shared machine hits each alike. Needs wrk (Debian: apt-get install wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-15}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 SERVICE_PORT=${SERVICE_PORT:-18080}
 FAKE_PORT=${FAKE_PORT:-18081}
 FLOOR_PORT=${FLOOR_PORT:-18082}
+FLOOR_MI_PORT=${FLOOR_MI_PORT:-18083}
 
 command -v wrk >/dev/null || { echo "bench/run.sh: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-cargo build --release --quiet --bin mcp-asana-linker --example fake_upstream --example floor_service
+echo "building (release)…"
+cargo build --release --quiet --bin mcp-asana-linker --example fake_upstream \
+  --example floor_service --example floor_service_mimalloc
 
 work=$(mktemp -d)
 pids=()
@@ -29,10 +34,14 @@ JSON
 chmod 600 "$work/tokens.json"
 
 target/release/examples/fake_upstream "$FAKE_PORT" >/dev/null &
-pids+=($!)
+fake_pid=$!
+pids+=("$fake_pid")
 target/release/examples/floor_service "$FLOOR_PORT" "http://127.0.0.1:$FAKE_PORT" >/dev/null &
 floor_pid=$!
 pids+=("$floor_pid")
+target/release/examples/floor_service_mimalloc "$FLOOR_MI_PORT" "http://127.0.0.1:$FAKE_PORT" >/dev/null &
+floor_mi_pid=$!
+pids+=("$floor_mi_pid")
 (cd "$work" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$SERVICE_PORT" RUST_LOG=warn \
   MCP_SERVER_URL="http://127.0.0.1:$FAKE_PORT" \
   ASANA_API_BASE_URL="http://127.0.0.1:$FAKE_PORT/api/1.0" \
@@ -41,34 +50,49 @@ pids+=("$floor_pid")
 service_pid=$!
 pids+=("$service_pid")
 
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$SERVICE_PORT/health" >/dev/null 2>&1 && curl -fsS "http://127.0.0.1:$FAKE_PORT/contexts/x" >/dev/null 2>&1 && break
-  sleep 0.1
+up() { curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' -H 'Authorization: Bearer bench-key' \
+  -d '{"task_gid":"1234567890","context_name":"design_notes"}' "http://127.0.0.1:$1/asana/attach-context" 2>/dev/null; }
+for port in "$SERVICE_PORT" "$FLOOR_PORT" "$FLOOR_MI_PORT"; do
+  for _ in $(seq 1 100); do up "$port" && break; sleep 0.1; done
+  up "$port" || { echo "bench/run.sh: nothing answers attach on port $port" >&2; tail -5 "$work/service.log" >&2; exit 1; }
 done
-curl -fsS -X POST -H 'Content-Type: application/json' -H 'Authorization: Bearer bench-key' \
-  -d '{"task_gid":"1234567890","context_name":"design_notes"}' \
-  "http://127.0.0.1:$SERVICE_PORT/asana/attach-context" >/dev/null
 
-echo "== attach via the linker (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s)"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/attach.lua \
-  "http://127.0.0.1:$SERVICE_PORT/asana/attach-context" | tee "$work/attach.txt"
-echo "peak RSS of the linker: $(grep VmHWM "/proc/$service_pid/status" | awk '{print $2, $3}')"
+# CPU time (user + system) a process has used, in clock ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
 
-echo "== floor: axum + reqwest making only the two upstream calls"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/attach.lua \
-  "http://127.0.0.1:$FLOOR_PORT/asana/attach-context" | tee "$work/floor.txt"
-echo "peak RSS of the floor service: $(grep VmHWM "/proc/$floor_pid/status" | awk '{print $2, $3}')"
+# load NAME PID PORT: one wrk run; prints a row and appends "NAME rps" to $work/rps.
+load() {
+  local before after out rps n
+  before=$(ticks "$2")
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/attach.lua \
+    "http://127.0.0.1:$3/asana/attach-context")
+  after=$(ticks "$2")
+  if grep -q "Non-2xx" <<<"$out"; then
+    echo "bench/run.sh: some attaches to $1 failed:" >&2; grep "Non-2xx" <<<"$out" >&2
+    tail -5 "$work/service.log" >&2; exit 1
+  fi
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  printf "%-16s %10s req/s  p50 %8s  p99 %8s  CPU %6.1f µs/attach\n" "$1" "$rps" \
+    "$(awk '$1 == "50%" {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
+    "$(awk -v a="$before" -v b="$after" -v n="$n" -v hz="$hz" 'BEGIN {print (b - a) / hz * 1e6 / n}')"
+  echo "$1 $rps" >> "$work/rps"
+}
+
+echo "== attach, wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+for round in $(seq 1 "$ROUNDS"); do
+  echo "-- round $round"
+  load linker "$service_pid" "$SERVICE_PORT"
+  load floor "$floor_pid" "$FLOOR_PORT"
+  load floor-mimalloc "$floor_mi_pid" "$FLOOR_MI_PORT"
+done
+echo "peak RSS: linker $(awk '/VmHWM/ {print $2, $3}' "/proc/$service_pid/status"), floor $(awk '/VmHWM/ {print $2, $3}' "/proc/$floor_pid/status"), floor-mimalloc $(awk '/VmHWM/ {print $2, $3}' "/proc/$floor_mi_pid/status")"
 
 echo "== the fake's stories endpoint called directly"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/story.lua \
-  "http://127.0.0.1:$FAKE_PORT/api/1.0/tasks/1234567890/stories"
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s bench/story.lua \
+  "http://127.0.0.1:$FAKE_PORT/api/1.0/tasks/1234567890/stories" | awk '/Requests\/sec/'
 
-linker=$(awk '/Requests\/sec/ {print $2}' "$work/attach.txt")
-floor=$(awk '/Requests\/sec/ {print $2}' "$work/floor.txt")
-echo "== linker/floor throughput: $(awk -v l="$linker" -v f="$floor" 'BEGIN {printf "%.1f %%", 100 * l / f}')"
-
-if grep -q "Non-2xx" "$work/attach.txt"; then
-  echo "bench/run.sh: some attaches failed; see the linker log:" >&2
-  tail -5 "$work/service.log" >&2
-  exit 1
-fi
+awk '{sum[$1] += $2} END {
+  printf "== linker throughput, mean over rounds: %.1f %% of the floor, %.1f %% of the floor on mimalloc\n",
+    100 * sum["linker"] / sum["floor"], 100 * sum["linker"] / sum["floor-mimalloc"] }' "$work/rps"
