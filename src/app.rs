@@ -243,6 +243,15 @@ impl Application {
     /// Binds `HOST:PORT` and builds the state; logs what is not configured yet.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         let state = AppState::build(settings).await?;
+        // Only a server compacts: commands (`attach`, `check`, `webhooks`) may run beside one.
+        state
+            .idempotency
+            .compact()
+            .map_err(StartupError::Idempotency)?;
+        state
+            .webhook_seen
+            .compact()
+            .map_err(StartupError::Idempotency)?;
         if state.api_key.is_none() {
             tracing::warn!("LINKER_API_KEY is not set: the API accepts loopback clients only");
         }

@@ -1,7 +1,7 @@
 //! `Idempotency-Key` on attach: the same key within 24 h gets the first outcome again without
 //! calling the context server or Asana; concurrent requests with one key make one post.
 //! Outcomes are kept in memory and appended to a JSON-lines file next to the token file, so a
-//! restart does not forget them; the file is compacted (expired keys pruned) at startup.
+//! restart does not forget them; the server compacts the file (expired keys pruned) at start.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
@@ -184,7 +184,8 @@ fn lock(slots: &Slots) -> MutexGuard<'_, Keys> {
 }
 
 impl IdempotencyStore {
-    /// Loads `path` (JSON lines), drops expired and excess records, and rewrites it compacted.
+    /// Loads `path` (JSON lines), keeping the records that are neither expired nor in excess.
+    /// Reads only: see [`IdempotencyStore::compact`].
     pub fn open(path: PathBuf) -> Result<Self, IdempotencyFileError> {
         let io_error = |source| IdempotencyFileError {
             path: path.clone(),
@@ -205,22 +206,38 @@ impl IdempotencyStore {
         }
         let cutoff = now_secs().saturating_sub(KEY_TTL.as_secs());
         let mut kept: Vec<Record> = records.into_values().filter(|r| r.at >= cutoff).collect();
-        kept.sort_by_key(|r| std::cmp::Reverse(r.at));
-        kept.truncate(MAX_KEYS);
-        let mut compacted = Vec::new();
-        for record in &kept {
-            compacted.extend(serde_json::to_vec(record).unwrap_or_default());
-            compacted.push(b'\n');
-        }
-        crate::atomic_file::write(&path, &compacted).map_err(io_error)?;
+        kept.sort_by_key(|r| r.at);
         let mut slots = Keys::default();
-        for record in kept.into_iter().rev() {
+        for record in kept {
             slots.keep(record);
         }
         Ok(Self {
             path,
             slots: Arc::new(Mutex::new(slots)),
             appender: OnceLock::new(),
+        })
+    }
+
+    /// Rewrites the file with only the records kept in memory (expired and excess ones
+    /// dropped). Only the server does this, at start: a command run beside a running server
+    /// must never replace the file that server appends to.
+    pub fn compact(&self) -> Result<(), IdempotencyFileError> {
+        let compacted = {
+            let keys = lock(&self.slots);
+            let mut out = Vec::new();
+            for (at, key) in &keys.order {
+                if let Some(Slot::Done(record)) = keys.map.get(key)
+                    && record.at == *at
+                {
+                    out.extend(serde_json::to_vec(record).unwrap_or_default());
+                    out.push(b'\n');
+                }
+            }
+            out
+        };
+        crate::atomic_file::write(&self.path, &compacted).map_err(|source| IdempotencyFileError {
+            path: self.path.clone(),
+            source,
         })
     }
 
@@ -388,8 +405,8 @@ fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
 }
 
 /// A thread appending the lines it is sent to `path`, a batch at a time; it ends when the
-/// store is dropped. The file is opened per batch, so a compaction by another process (a CLI
-/// command) that replaces the file is followed, not written past.
+/// store is dropped. The file is opened per batch, so a file replaced by another process is
+/// followed, not written past.
 fn spawn_appender(path: PathBuf) -> std::sync::mpsc::Sender<Vec<u8>> {
     let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
@@ -504,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn expired_and_torn_lines_are_dropped_at_startup() {
+    fn expired_and_torn_lines_are_dropped_and_only_compact_rewrites_the_file() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("k.jsonl");
         let old = Record {
@@ -520,13 +537,16 @@ mod tests {
         };
         let mut contents = serde_json::to_string(&old).expect("json") + "\n";
         contents += &(serde_json::to_string(&fresh).expect("json") + "\n{\"key\":\"torn");
-        fs::write(&path, contents).expect("write");
+        fs::write(&path, &contents).expect("write");
 
         let store = IdempotencyStore::open(path.clone()).expect("open");
+        let after_open = fs::read_to_string(&path).expect("read");
+        store.compact().expect("compact");
 
+        assert_eq!(after_open, contents);
+        assert_eq!(fs::read_to_string(&path).expect("read").lines().count(), 1);
         assert!(matches!(store.begin(&key("old"), "f"), Begin::Fresh(_)));
         assert!(matches!(store.begin(&key("fresh"), "f"), Begin::Replay(_)));
-        assert_eq!(fs::read_to_string(path).expect("read").lines().count(), 1);
     }
 
     impl Record {

@@ -597,6 +597,34 @@ async fn check_without_a_token_exits_4() {
 }
 
 #[tokio::test]
+async fn commands_leave_the_key_files_alone_and_the_server_compacts_them() {
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/users/me"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(json!({"data": {"gid": "42", "name": "Ada", "email": null}})),
+        )
+        .mount(&upstreams.asana)
+        .await;
+    let keys = upstreams
+        .token_path()
+        .with_file_name("idempotency_keys.jsonl");
+    let expired = r#"{"key":"old","fingerprint":"f","at":1,"outcome":{"status":201,"body":null}}"#;
+    let contents = format!("{expired}\n{{\"key\":\"torn");
+    std::fs::write(&keys, &contents).expect("write keys");
+
+    let checked = run_command(&upstreams, &["check"], &[]);
+    let after_check = std::fs::read_to_string(&keys).expect("read keys");
+    let running = upstreams.start(&[]);
+    let after_start = std::fs::read_to_string(&keys).expect("read keys");
+    drop(running);
+
+    assert_eq!(checked.status.code(), Some(0), "check ran to the end");
+    assert_eq!(after_check, contents, "a command must not rewrite the file");
+    assert_eq!(after_start, "", "the server drops expired and torn lines");
+}
+
+#[tokio::test]
 async fn attach_one_shot_posts_and_prints_where() {
     let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
     wiremock::Mock::given(wiremock::matchers::path("/api/1.0/tasks/1/stories"))
