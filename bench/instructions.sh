@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Instructions per attach, counted by callgrind: repeatable whatever else the machine does,
+# unlike req/s. Runs the linker, the floor and the floor on mimalloc in turn under valgrind,
+# sends COUNT attaches one at a time after a warm-up, and counts only those. Loopback only.
+# Needs valgrind and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COUNT=${COUNT:-2000}
+FAKE_PORT=${FAKE_PORT:-18081}
+PORT=${PORT:-18084}
+
+for tool in valgrind callgrind_control callgrind_annotate python3; do
+  command -v "$tool" >/dev/null || { echo "bench/instructions.sh: $tool is not installed" >&2; exit 1; }
+done
+echo "building (release)…"
+cargo build --release --quiet --bin mcp-asana-linker --example fake_upstream \
+  --example floor_service --example floor_service_mimalloc
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+expires=$(( $(date +%s) + 86400 ))
+cat > "$work/tokens.json" <<JSON
+{"version":1,"access_token":"bench-access","refresh_token":"bench-refresh","expires_at":$expires,
+ "user":{"gid":"1","name":"Bench","email":null}}
+JSON
+chmod 600 "$work/tokens.json"
+target/release/examples/fake_upstream "$FAKE_PORT" >/dev/null &
+pids+=($!)
+
+# valgrind and callgrind_control find each other by a pipe named after the prefix and HOST.
+export HOST=127.0.0.1
+VGDB_PREFIX="$work/vgdb"
+valgrind=(valgrind --tool=callgrind --instr-atstart=no --vgdb-prefix="$VGDB_PREFIX")
+
+# count NAME [VAR=VALUE…] -- PROGRAM [ARG…]: starts PROGRAM under callgrind in a clean
+# environment with the VARs, on $PORT, and prints its instructions per attach.
+count() {
+  local name=$1 out="$work/callgrind.$1" vars=() pid total
+  shift
+  while [ "$1" != "--" ]; do vars+=("$1"); shift; done
+  shift
+  env -i PATH="$PATH" HOST=127.0.0.1 "${vars[@]}" "${valgrind[@]}" --callgrind-out-file="$out" "$@" \
+    >/dev/null 2>"$work/$name.log" &
+  pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 300); do python3 bench/sequential_attach.py "$PORT" 1 2>/dev/null && break; sleep 0.2; done
+  python3 bench/sequential_attach.py "$PORT" 200
+  callgrind_control --vgdb-prefix="$VGDB_PREFIX" -i on "$pid" >/dev/null 2>&1
+  python3 bench/sequential_attach.py "$PORT" "$COUNT"
+  callgrind_control --vgdb-prefix="$VGDB_PREFIX" -d "$pid" >/dev/null 2>&1
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  total=$(callgrind_annotate "$(ls -S "$out"* | head -1)" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  printf "%-16s %8d instructions per attach\n" "$name" $(( total / COUNT ))
+}
+
+echo "== callgrind, $COUNT sequential attaches each"
+count linker PORT="$PORT" RUST_LOG=warn MCP_SERVER_URL="http://127.0.0.1:$FAKE_PORT" \
+  ASANA_API_BASE_URL="http://127.0.0.1:$FAKE_PORT/api/1.0" TOKEN_STORE_PATH="$work/tokens.json" \
+  LINKER_API_KEY=bench-key COMMENT_HEADER=false -- target/release/mcp-asana-linker
+count floor -- target/release/examples/floor_service "$PORT" "http://127.0.0.1:$FAKE_PORT"
+count floor-mimalloc -- target/release/examples/floor_service_mimalloc "$PORT" "http://127.0.0.1:$FAKE_PORT"
