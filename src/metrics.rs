@@ -1,11 +1,11 @@
 //! Prometheus metrics: request counts and latencies per route and status, upstream calls per
 //! target and outcome, retries, refreshes, 429s seen, stories posted.
 
-use std::sync::OnceLock;
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use metrics::SharedString;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds.
@@ -31,30 +31,98 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Counts and times one request by matched route, method and status.
-pub fn request(route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
-    let route = SharedString::from(route.to_owned());
-    let method = method_label(method);
-    metrics::counter!("linker_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.as_str().to_owned())
-        .increment(1);
-    metrics::histogram!("linker_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(elapsed.as_secs_f64());
+/// Handles already registered, found by their label values. The `metrics` macros build and
+/// hash a key per call, and the attach path records four series per request. The label
+/// values are bounded (routes, methods, statuses, targets, outcomes), and so is this list.
+struct Registered<K, V> {
+    entries: RwLock<Vec<(K, V)>>,
 }
 
-/// The method as a static label (no allocation for the methods the API has).
-fn method_label(method: &Method) -> SharedString {
+impl<K, V: Clone> Registered<K, V> {
+    const fn new() -> Self {
+        Self {
+            entries: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The handle whose key `matches`, registering one with `make` the first time.
+    fn get(&self, matches: impl Fn(&K) -> bool, make: impl FnOnce() -> (K, V)) -> V {
+        let found = self
+            .entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(key, _)| matches(key))
+            .map(|(_, handle)| handle.clone());
+        if let Some(handle) = found {
+            return handle;
+        }
+        let (key, handle) = make();
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        // Another thread may have registered it meanwhile; a duplicate entry is harmless.
+        entries.push((key, handle.clone()));
+        handle
+    }
+}
+
+/// Counts and times one request by matched route, method and status.
+pub fn request(route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
+    static SERIES: Registered<(String, &'static str, StatusCode), (Counter, Histogram)> =
+        Registered::new();
+    let method = method_label(method);
+    let (count, duration) = SERIES.get(
+        |(r, m, s)| *s == status && *m == method && r == route,
+        || {
+            let count = metrics::counter!("linker_http_requests_total",
+                "route" => route.to_owned(), "method" => method, "status" => status.as_str().to_owned());
+            let duration = metrics::histogram!("linker_http_request_duration_seconds",
+                "route" => route.to_owned(), "method" => method);
+            ((route.to_owned(), method, status), (count, duration))
+        },
+    );
+    count.increment(1);
+    duration.record(elapsed.as_secs_f64());
+}
+
+/// The method label: methods outside the HTTP standard set are counted as `other`, so a client
+/// cannot grow the series without bound.
+fn method_label(method: &Method) -> &'static str {
     match *method {
-        Method::GET => SharedString::const_str("GET"),
-        Method::POST => SharedString::const_str("POST"),
-        Method::DELETE => SharedString::const_str("DELETE"),
-        _ => SharedString::from(method.as_str().to_owned()),
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
     }
 }
 
 /// Counts one call to an upstream (`asana`, `token`, `context`, `mcp`) by outcome.
 pub fn upstream(target: &'static str, outcome: &str) {
-    metrics::counter!("linker_upstream_calls_total", "target" => target, "outcome" => outcome.to_owned())
+    static SERIES: Registered<(&'static str, String), Counter> = Registered::new();
+    SERIES
+        .get(
+            |(t, o)| *t == target && o == outcome,
+            || {
+                let counter = metrics::counter!("linker_upstream_calls_total",
+                    "target" => target, "outcome" => outcome.to_owned());
+                ((target, outcome.to_owned()), counter)
+            },
+        )
         .increment(1);
+}
+
+/// Counts one answered call to an upstream by its status: `ok` for 2xx, else the code.
+pub fn upstream_status(target: &'static str, status: StatusCode) {
+    if status.is_success() {
+        upstream(target, "ok");
+    } else {
+        upstream(target, status.as_str());
+    }
 }
 
 /// Counts one retry.
@@ -74,13 +142,8 @@ pub fn rate_limited() {
 
 /// Counts one story posted.
 pub fn story_posted() {
-    metrics::counter!("linker_stories_posted_total").increment(1);
-}
-
-/// The outcome label of an HTTP status.
-pub fn status_outcome(status: u16) -> String {
-    match status {
-        200..=299 => "ok".to_owned(),
-        _ => status.to_string(),
-    }
+    static POSTED: OnceLock<Counter> = OnceLock::new();
+    POSTED
+        .get_or_init(|| metrics::counter!("linker_stories_posted_total"))
+        .increment(1);
 }

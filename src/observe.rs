@@ -47,16 +47,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, request: Request) -> Self::Future {
         let started = Instant::now();
+        // Handlers read the id from the task-local (`request_id::current`), not the header.
         let id = request_id::for_request(request.headers());
         // Ids are kept only when they are visible ASCII, and made ones are hex, so this holds.
         let header = HeaderValue::from_str(&id).ok();
-        if let Some(header) = &header {
-            request
-                .headers_mut()
-                .insert(request_id::HEADER, header.clone());
-        }
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
         let span = tracing::info_span!(

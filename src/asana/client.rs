@@ -312,10 +312,7 @@ impl AsanaClient {
             .inspect_err(|e| {
                 crate::metrics::upstream("asana", if e.is_timeout() { "timeout" } else { "error" })
             })?;
-        crate::metrics::upstream(
-            "asana",
-            &crate::metrics::status_outcome(response.status().as_u16()),
-        );
+        crate::metrics::upstream_status("asana", response.status());
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
             crate::metrics::rate_limited();
         }

@@ -250,7 +250,7 @@ async fn send(
         crate::metrics::upstream("token", if e.is_timeout() { "timeout" } else { "error" })
     })?;
     let status = response.status();
-    crate::metrics::upstream("token", &crate::metrics::status_outcome(status.as_u16()));
+    crate::metrics::upstream_status("token", status);
     // Transient statuses carry no OAuth error body: report them for the retry policy.
     if status.as_u16() == 429 || status.is_server_error() {
         return Err(HttpError::Status {

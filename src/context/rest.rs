@@ -65,10 +65,7 @@ impl RestContextSource {
         let response = request.send().await.inspect_err(|e| {
             crate::metrics::upstream("context", if e.is_timeout() { "timeout" } else { "error" })
         })?;
-        crate::metrics::upstream(
-            "context",
-            &crate::metrics::status_outcome(response.status().as_u16()),
-        );
+        crate::metrics::upstream_status("context", response.status());
         match response.status() {
             status if status.is_success() => {
                 let body = response.bytes().await?;
