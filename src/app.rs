@@ -110,6 +110,7 @@ pub enum StartupError {
 impl AppState {
     /// Builds clients and stores from the settings and loads the token file.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        crate::metrics::install();
         // One client for every upstream. It follows no redirects: the token endpoint must not
         // (oauth2-rs: SSRF), and neither Asana's API nor the context server needs them.
         let http = reqwest::Client::builder()

@@ -16,19 +16,23 @@ const BUCKETS: [f64; 12] = [
 /// The process-wide recorder. The `metrics` facade has exactly one recorder per process, so
 /// every service in the process (tests run several) shares it.
 pub fn handle() -> PrometheusHandle {
+    install().clone()
+}
+
+/// Installs the recorder if no one has yet: at start, so nothing recorded before the first
+/// scrape is lost.
+pub fn install() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets(&BUCKETS)
-                .map(PrometheusBuilder::build_recorder)
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
-            let handle = recorder.handle();
-            // Fails only if another recorder is installed, in which case ours records nothing.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed, in which case ours records nothing.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
 }
 
 /// Handles already registered, found by their label values. The `metrics` macros build and
@@ -57,6 +61,8 @@ impl<K, V: Clone> Registered<K, V> {
         if let Some(handle) = found {
             return handle;
         }
+        // A handle made before the recorder is installed would record nothing, forever.
+        install();
         let (key, handle) = make();
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         // Another thread may have registered it meanwhile; a duplicate entry is harmless.
@@ -144,6 +150,9 @@ pub fn rate_limited() {
 pub fn story_posted() {
     static POSTED: OnceLock<Counter> = OnceLock::new();
     POSTED
-        .get_or_init(|| metrics::counter!("linker_stories_posted_total"))
+        .get_or_init(|| {
+            install();
+            metrics::counter!("linker_stories_posted_total")
+        })
         .increment(1);
 }

@@ -597,6 +597,37 @@ async fn check_without_a_token_exits_4() {
 }
 
 #[tokio::test]
+async fn requests_before_the_first_scrape_are_counted() {
+    let empty = tempfile::tempdir().expect("dir");
+    let running = start(empty.path(), &[]);
+    let client = reqwest::Client::new();
+
+    let health = client
+        .get(format!("{}/health", running.address))
+        .send()
+        .await
+        .expect("sent");
+    let metrics = client
+        .get(format!("{}/metrics", running.address))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+
+    assert_eq!(health.status(), 200);
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("linker_http_requests_total")
+                && line.contains("route=\"/health\"")
+                && line.ends_with(" 1")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn commands_leave_the_key_files_alone_and_the_server_compacts_them() {
     let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
     wiremock::Mock::given(wiremock::matchers::path("/api/1.0/users/me"))
