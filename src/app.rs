@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use axum::{Extension, Router};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -194,16 +194,14 @@ impl AppState {
 
 /// The service's routes and layers over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
-    let (router, document) = api().split_for_parts();
-    let document = Arc::new(document.to_pretty_json().unwrap_or_default());
+    let (router, _) = api().split_for_parts();
     // One layer call: every `Router::layer` wraps each route in another boxed service.
     let layers = ServiceBuilder::new()
         .layer(ObserveLayer)
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".to_owned()).into_response()
         }))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(Extension(document));
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     router
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

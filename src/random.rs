@@ -6,16 +6,14 @@ use std::hash::{BuildHasher, Hasher};
 /// unguessable enough for ids that are not secrets.
 pub fn hex_id() -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(32);
-    for _ in 0..2 {
+    let mut id = [0u8; 32];
+    for half in id.chunks_exact_mut(16) {
         let value = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish();
-        id.extend(
-            (0..16)
-                .rev()
-                .map(|nibble| char::from(DIGITS[((value >> (nibble * 4)) & 0xf) as usize])),
-        );
+        for (i, digit) in half.iter_mut().enumerate() {
+            *digit = DIGITS[((value >> (60 - 4 * i)) & 0xf) as usize];
+        }
     }
-    id
+    id.iter().map(|&digit| char::from(digit)).collect()
 }

@@ -1,11 +1,11 @@
 //! `GET /ready`, `GET /metrics`, `GET /openapi.json`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde::Serialize;
 
 use crate::access::MetricsAccess;
@@ -59,10 +59,16 @@ pub async fn metrics(_: MetricsAccess) -> Response {
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
-pub async fn openapi(Extension(document): Extension<Arc<String>>) -> Response {
+pub async fn openapi() -> Response {
+    // Built once, from the same route list as the router, when first asked for.
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let document = DOCUMENT.get_or_init(|| {
+        let (_, document) = crate::app::api().split_for_parts();
+        document.to_pretty_json().unwrap_or_default()
+    });
     (
         [(header::CONTENT_TYPE, "application/json")],
-        document.as_str().to_owned(),
+        document.as_str(),
     )
         .into_response()
 }
