@@ -312,6 +312,7 @@ impl Application {
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(signal);
+        let upkeep = crate::metrics::spawn_upkeep();
         let grace = self.shutdown_grace;
         let (stop_workers, workers) = (self.stop_workers, self.workers);
         // In-flight requests, then queued webhook events, all within the grace period.
@@ -327,13 +328,15 @@ impl Application {
             let _ = stopped.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
+        let result = tokio::select! {
             finished = finish => finished,
             () = grace_over => {
                 tracing::warn!(grace_secs = grace.as_secs(), "work still in flight after the grace period; exiting");
                 Ok(())
             }
-        }
+        };
+        upkeep.abort();
+        result
     }
 }
 

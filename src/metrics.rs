@@ -35,6 +35,24 @@ pub fn install() -> &'static PrometheusHandle {
     })
 }
 
+/// How often recorded histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds histogram samples into buckets every few seconds. The recorder keeps every sample
+/// until then (or until a scrape), so without this a server nobody scrapes grows by every
+/// request it answers.
+pub fn spawn_upkeep() -> tokio::task::JoinHandle<()> {
+    let handle = install();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(UPKEEP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    })
+}
+
 /// Handles already registered, found by their label values. The `metrics` macros build and
 /// hash a key per call, and the attach path records four series per request. The label
 /// values are bounded (routes, methods, statuses, targets, outcomes), and so is this list.
