@@ -93,6 +93,21 @@ echo "== the fake's stories endpoint called directly"
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s bench/story.lua \
   "http://127.0.0.1:$FAKE_PORT/api/1.0/tasks/1234567890/stories" | awk '/Requests\/sec/'
 
-awk '{sum[$1] += $2} END {
-  printf "== linker throughput, mean over rounds: %.1f %% of the floor, %.1f %% of the floor on mimalloc\n",
-    100 * sum["linker"] / sum["floor"], 100 * sum["linker"] / sum["floor-mimalloc"] }' "$work/rps"
+# Each round compares services measured back to back, so the median of the per-round ratios
+# is the figure least moved by a noisy neighbour; the mean over rounds is printed beside it.
+awk '
+  { rps[$1, ++n[$1]] = $2; sum[$1] += $2 }
+  function median(values, count,   i, j, t) {
+    for (i = 2; i <= count; i++)
+      for (j = i; j > 1 && values[j - 1] > values[j]; j--) { t = values[j]; values[j] = values[j - 1]; values[j - 1] = t }
+    return count % 2 ? values[(count + 1) / 2] : (values[count / 2] + values[count / 2 + 1]) / 2
+  }
+  END {
+    for (i = 1; i <= n["linker"]; i++) {
+      floor[i] = 100 * rps["linker", i] / rps["floor", i]
+      mimalloc[i] = 100 * rps["linker", i] / rps["floor-mimalloc", i]
+    }
+    printf "== linker/floor throughput: median of rounds %.1f %% (mean %.1f %%); on mimalloc: median %.1f %% (mean %.1f %%)\n",
+      median(floor, n["linker"]), 100 * sum["linker"] / sum["floor"],
+      median(mimalloc, n["linker"]), 100 * sum["linker"] / sum["floor-mimalloc"]
+  }' "$work/rps"
