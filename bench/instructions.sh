@@ -13,22 +13,8 @@ PORT=${PORT:-18084}
 for tool in valgrind callgrind_control callgrind_annotate python3; do
   command -v "$tool" >/dev/null || { echo "bench/instructions.sh: $tool is not installed" >&2; exit 1; }
 done
-echo "building (release)…"
-cargo build --release --quiet --bin mcp-asana-linker --example fake_upstream \
-  --example floor_service --example floor_service_mimalloc
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-expires=$(( $(date +%s) + 86400 ))
-cat > "$work/tokens.json" <<JSON
-{"version":1,"access_token":"bench-access","refresh_token":"bench-refresh","expires_at":$expires,
- "user":{"gid":"1","name":"Bench","email":null}}
-JSON
-chmod 600 "$work/tokens.json"
-target/release/examples/fake_upstream "$FAKE_PORT" >/dev/null &
-pids+=($!)
+# shellcheck source=bench/setup.sh
+source bench/setup.sh
 
 # valgrind and callgrind_control find each other by a pipe named after the prefix and HOST.
 export HOST=127.0.0.1

@@ -16,26 +16,9 @@ FLOOR_PORT=${FLOOR_PORT:-18082}
 FLOOR_MI_PORT=${FLOOR_MI_PORT:-18083}
 
 command -v wrk >/dev/null || { echo "bench/run.sh: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-echo "building (release)…"
-cargo build --release --quiet --bin mcp-asana-linker --example fake_upstream \
-  --example floor_service --example floor_service_mimalloc
+# shellcheck source=bench/setup.sh
+source bench/setup.sh
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-# A token valid for a day, so the run measures the attach path, not refreshes.
-expires=$(( $(date +%s) + 86400 ))
-cat > "$work/tokens.json" <<JSON
-{"version":1,"access_token":"bench-access","refresh_token":"bench-refresh","expires_at":$expires,
- "user":{"gid":"1","name":"Bench","email":null}}
-JSON
-chmod 600 "$work/tokens.json"
-
-target/release/examples/fake_upstream "$FAKE_PORT" >/dev/null &
-fake_pid=$!
-pids+=("$fake_pid")
 target/release/examples/floor_service "$FLOOR_PORT" "http://127.0.0.1:$FAKE_PORT" >/dev/null &
 floor_pid=$!
 pids+=("$floor_pid")
