@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -19,13 +18,14 @@ use utoipa_axum::routes;
 use crate::asana::{AsanaClient, AsanaOAuth, PendingConsents, TokenFile, TokenManager};
 use crate::config::Settings;
 use crate::context::ContextSource;
-use crate::error::ApiError;
+use crate::http::access::AccessPolicy;
+use crate::http::error::ApiError;
+use crate::http::openapi::ApiDoc;
+use crate::http::routes;
 use crate::idempotency::{IdempotencyFileError, IdempotencyStore};
-use crate::observe::ObserveLayer;
-use crate::openapi::ApiDoc;
-use crate::readiness::Readiness;
-use crate::retry::RetryPolicy;
-use crate::routes;
+use crate::service::attach::{Attacher, CommentSettings};
+use crate::service::readiness::Readiness;
+use crate::telemetry::observe::ObserveLayer;
 use crate::webhooks::{HookStore, Queue, Rules, RulesError, spawn_workers};
 
 /// Largest request body accepted.
@@ -33,56 +33,35 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest webhook delivery accepted (Asana batches events).
 const WEBHOOK_BODY_BYTES: usize = 1024 * 1024;
 
-/// What every handler shares.
+/// What every handler shares: a few services, each built once.
 #[derive(Debug)]
 pub struct AppState {
-    /// The connected user's tokens.
-    pub tokens: TokenManager,
-    /// Asana's REST API.
-    pub asana: AsanaClient,
-    /// The retry policy of outbound calls.
-    pub retry: RetryPolicy,
-    /// Longest an attach may take.
+    /// The attach path: tokens, Asana, the context source, retries, layout.
+    pub attacher: Attacher,
+    /// Longest a client waits for an attach (it runs on to its end regardless).
     pub request_deadline: Duration,
     /// `Idempotency-Key` outcomes.
     pub idempotency: IdempotencyStore,
-    /// How comments are laid out.
-    pub comments: CommentSettings,
-    /// Registered webhooks and their secrets.
-    pub hooks: HookStore,
+    /// Registered webhooks and their secrets (shared with the attacher).
+    pub hooks: Arc<HookStore>,
     /// Webhook events waiting for a worker.
     pub webhook_queue: Queue,
-    /// Webhook events handled and comments the linker posted (24 h, on disk).
-    pub webhook_seen: IdempotencyStore,
+    /// Webhook events handled and comments the linker posted (shared with the attacher).
+    pub webhook_seen: Arc<IdempotencyStore>,
     /// Webhook rules from `WEBHOOK_RULES_PATH`.
     pub webhook_rules: Rules,
     /// Cached readiness checks.
     pub readiness: Readiness,
-    /// `METRICS_PUBLIC`: whether `/metrics` needs no API key.
-    pub metrics_public: bool,
-    /// Where contexts come from; `None` until `MCP_SERVER_URL` or `MCP_SERVER_COMMAND` is set.
-    pub context: Option<ContextSource>,
+    /// Who may call the API.
+    pub access: AccessPolicy,
     /// Asana's OAuth endpoints; `None` until the OAuth settings are complete.
     pub oauth: Option<AsanaOAuth>,
     /// Which OAuth settings are missing, for error messages.
     pub missing_oauth: Vec<&'static str>,
     /// Consents started and not yet finished.
     pub consents: PendingConsents,
-    /// `LINKER_API_KEY`.
-    pub api_key: Option<SecretString>,
-    /// Whether cookies get `Secure` (the redirect URI is https).
+    /// Whether cookies get `Secure` (the public URL is https).
     pub secure_cookies: bool,
-}
-
-/// Comment layout settings.
-#[derive(Debug, Clone, Copy)]
-pub struct CommentSettings {
-    /// `COMMENT_HEADER`.
-    pub header: bool,
-    /// `ASANA_COMMENT_MAX_CHARS`.
-    pub max_chars: usize,
-    /// `MAX_COMMENT_PARTS`.
-    pub max_parts: usize,
 }
 
 /// A failure to start.
@@ -110,7 +89,7 @@ pub enum StartupError {
 impl AppState {
     /// Builds clients and stores from the settings and loads the token file.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
-        crate::metrics::install();
+        crate::telemetry::metrics::install();
         // One client for every upstream. It follows no redirects: the token endpoint must not
         // (oauth2-rs: SSRF), and neither Asana's API nor the context server needs them.
         let http = reqwest::Client::builder()
@@ -129,65 +108,72 @@ impl AppState {
                 settings.asana_timeout,
             )
         });
-        let tokens = TokenManager::load(
-            TokenFile::new(settings.token_store_path.clone()),
-            oauth.clone(),
-            settings.missing_oauth.clone(),
-            settings.retry,
-        )
-        .await;
+        let tokens = Arc::new(
+            TokenManager::load(
+                TokenFile::new(settings.token_store_path.clone()),
+                oauth.clone(),
+                settings.missing_oauth.clone(),
+                settings.retry,
+            )
+            .await,
+        );
         // Kept beside the token file: the one directory the service writes to.
-        let idempotency_path = settings
-            .token_store_path
-            .with_file_name("idempotency_keys.jsonl");
-        let idempotency =
-            IdempotencyStore::open(idempotency_path).map_err(StartupError::Idempotency)?;
         let beside_tokens = |name: &str| settings.token_store_path.with_file_name(name);
-        let webhook_seen = IdempotencyStore::open(beside_tokens("webhook_seen.jsonl"))
+        let idempotency = IdempotencyStore::open(beside_tokens("idempotency_keys.jsonl"))
             .map_err(StartupError::Idempotency)?;
+        let webhook_seen = Arc::new(
+            IdempotencyStore::open(beside_tokens("webhook_seen.jsonl"))
+                .map_err(StartupError::Idempotency)?,
+        );
         let webhook_rules = match &settings.webhook_rules_path {
             Some(path) => Rules::load(path)?,
             None => Rules::default(),
         };
-        Ok(Self {
-            tokens,
-            asana: AsanaClient::new(
+        let hooks = Arc::new(HookStore::new(beside_tokens("webhooks.json")));
+        let asana = Arc::new(AsanaClient::new(
+            http.clone(),
+            &settings.asana_api_base_url,
+            settings.asana_timeout,
+            settings.asana_max_concurrent_writes,
+            settings.retry.budget.min(settings.request_deadline),
+        ));
+        let context = settings.context_server.as_ref().map(|server| {
+            Arc::new(ContextSource::new(
+                server,
+                settings.mcp_auth_token.clone(),
                 http.clone(),
-                &settings.asana_api_base_url,
-                settings.asana_timeout,
-                settings.asana_max_concurrent_writes,
-            ),
-            retry: settings.retry,
+                settings.mcp_timeout,
+                settings.retry,
+            ))
+        });
+        Ok(Self {
+            attacher: Attacher {
+                tokens,
+                asana,
+                context,
+                retry: settings.retry,
+                comments: CommentSettings {
+                    header: settings.comment_header,
+                    header_hosts: settings.comment_header_hosts,
+                    max_chars: settings.asana_comment_max_chars,
+                    max_parts: settings.max_comment_parts,
+                },
+                missing: settings.missing_oauth.clone(),
+                hooks: Arc::clone(&hooks),
+                seen: Arc::clone(&webhook_seen),
+            },
             request_deadline: settings.request_deadline,
-            hooks: HookStore::new(beside_tokens("webhooks.json")),
+            hooks,
             webhook_queue: Queue::new(),
             webhook_seen,
             webhook_rules,
-            readiness: Readiness::default(),
-            metrics_public: settings.metrics_public,
-            comments: CommentSettings {
-                header: settings.comment_header,
-                max_chars: settings.asana_comment_max_chars,
-                max_parts: settings.max_comment_parts,
-            },
+            readiness: Readiness::new(settings),
+            access: AccessPolicy::new(settings),
             idempotency,
-            context: settings.context_server.as_ref().map(|server| {
-                ContextSource::new(
-                    server,
-                    settings.mcp_auth_token.clone(),
-                    http.clone(),
-                    settings.mcp_timeout,
-                    settings.retry,
-                )
-            }),
             oauth,
             missing_oauth: settings.missing_oauth.clone(),
             consents: PendingConsents::default(),
-            api_key: settings.linker_api_key.clone(),
-            secure_cookies: settings
-                .oauth_app
-                .as_ref()
-                .is_some_and(|app| app.redirect_uri.scheme() == "https"),
+            secure_cookies: settings.public_url.scheme() == "https",
         })
     }
 }
@@ -251,7 +237,7 @@ impl Application {
             .webhook_seen
             .compact()
             .map_err(StartupError::Idempotency)?;
-        if state.api_key.is_none() {
+        if !state.access.has_key() {
             tracing::warn!("LINKER_API_KEY is not set: the API accepts loopback clients only");
         }
         if settings.context_server.is_none() {
@@ -312,7 +298,7 @@ impl Application {
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(signal);
-        let upkeep = crate::metrics::spawn_upkeep();
+        let upkeep = crate::telemetry::metrics::spawn_upkeep();
         let grace = self.shutdown_grace;
         let (stop_workers, workers) = (self.stop_workers, self.workers);
         // In-flight requests, then queued webhook events, all within the grace period.

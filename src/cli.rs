@@ -7,11 +7,13 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::app::{self, AppState, Application};
-use crate::attach::{Written, attach_context};
+use crate::asana::Marker;
 use crate::config::Settings;
 use crate::domain::{AttachRequest, AttachRequestBody};
-use crate::error::{ApiError, cause_chain};
+use crate::http::error::ApiError;
 use crate::render::Format;
+use crate::service::attach::Written;
+use crate::util::cause_chain;
 use crate::webhooks::admin;
 
 /// Posts named contexts from an MCP server into Asana tasks.
@@ -158,7 +160,11 @@ async fn attach(
         Ok(state) => state,
         Err(code) => return code,
     };
-    match attach_context(&state, &request).await {
+    match state
+        .attacher
+        .attach(&request, &Marker::random(), false)
+        .await
+    {
         Ok(attached) => {
             if let Written::Comments { story_gids, .. } = &attached.written {
                 for gid in story_gids {
@@ -170,9 +176,10 @@ async fn attach(
             }
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            let error = ApiError::from(error);
-            fail(format!("{} ({})", error, error.code()))
+        Err(failed) => {
+            let cause = cause_chain(&failed.error);
+            let error = ApiError::from(failed.error);
+            fail(format!("{error} ({}): {cause}", error.code()))
         }
     }
 }
@@ -199,7 +206,7 @@ async fn authorize(settings: &Settings) -> ExitCode {
     let connected = async move {
         let signal = app::shutdown_signal();
         let wait = async {
-            while watched.tokens.user().is_none() {
+            while watched.attacher.tokens.user().is_none() {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         };
@@ -211,7 +218,7 @@ async fn authorize(settings: &Settings) -> ExitCode {
     if let Err(error) = application.run_until(connected).await {
         return fail(error);
     }
-    match shared.tokens.user() {
+    match shared.attacher.tokens.user() {
         Some(user) => {
             println!("Connected to Asana as {}.", user.name);
             ExitCode::SUCCESS
@@ -234,21 +241,21 @@ async fn check(settings: &Settings) -> ExitCode {
         return ExitCode::from(exit::NOT_CONFIGURED);
     }
     println!("✓ settings");
-    let token = match state.tokens.access_token().await {
+    let token = match state.attacher.tokens.access_token().await {
         Ok(token) => token,
         Err(error) => {
             println!("✗ Asana token: {}", cause_chain(&error));
             return ExitCode::from(exit::NOT_CONNECTED);
         }
     };
-    match state.asana.me(&token).await {
+    match state.attacher.asana.me(&token).await {
         Ok(user) => println!("✓ Asana: connected as {}", user.name),
         Err(error) => {
             println!("✗ Asana: {}", cause_chain(&error));
             return ExitCode::from(exit::ASANA_UNREACHABLE);
         }
     }
-    if let Some(source) = &state.context
+    if let Some(source) = &state.attacher.context
         && let Err(error) = source.probe().await
     {
         println!("✗ context server: {}", cause_chain(&error));

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
-use crate::retry::RetryPolicy;
+use crate::util::retry::RetryPolicy;
 
 /// A setting that could not be read or parsed; the message names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +136,17 @@ pub struct Settings {
     pub webhook_rules_path: Option<PathBuf>,
     /// `METRICS_PUBLIC`: `/metrics` without the API key.
     pub metrics_public: bool,
+    /// `PUBLIC_URL`: the origin people and Asana reach the service at (default: the origin
+    /// of `ASANA_REDIRECT_URI`, else `http://localhost:PORT`).
+    pub public_url: Url,
+    /// `COMMENT_HEADER_HOSTS`: the comment header may name the context server's host.
+    pub comment_header_hosts: bool,
+    /// `HTTP_HEADER_TIMEOUT_SECS`: longest a client may take to send a request's headers.
+    pub http_header_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_SECS`: longest a kept-alive connection may sit idle.
+    pub http_idle_timeout: Duration,
+    /// Unknown keys that look like ours (a misspelling in `.env`), to warn about at start.
+    pub unknown_keys: Vec<String>,
 }
 
 /// Every setting as text, after layering and before validation.
@@ -170,6 +181,83 @@ struct RawSettings {
     max_comment_parts: String,
     webhook_rules_path: Option<String>,
     metrics_public: String,
+    public_url: Option<String>,
+    comment_header_hosts: String,
+    http_header_timeout_secs: String,
+    http_idle_timeout_secs: String,
+}
+
+/// Every setting the service reads, for spotting misspelled ones.
+const KNOWN: &[&str] = &[
+    "HOST",
+    "PORT",
+    "MCP_SERVER_URL",
+    "MCP_SERVER_COMMAND",
+    "MCP_PROTOCOL",
+    "MCP_AUTH_TOKEN",
+    "ASANA_CLIENT_ID",
+    "ASANA_CLIENT_SECRET",
+    "ASANA_REDIRECT_URI",
+    "ASANA_API_BASE_URL",
+    "ASANA_AUTHORIZE_URL",
+    "ASANA_TOKEN_URL",
+    "ASANA_SCOPES",
+    "TOKEN_STORE_PATH",
+    "LINKER_API_KEY",
+    "LOG_FORMAT",
+    "RUST_LOG",
+    "ASANA_TIMEOUT_SECS",
+    "MCP_TIMEOUT_SECS",
+    "RETRY_MAX_ATTEMPTS",
+    "RETRY_BUDGET_SECS",
+    "ASANA_MAX_CONCURRENT_WRITES",
+    "REQUEST_DEADLINE_SECS",
+    "SHUTDOWN_GRACE_SECS",
+    "COMMENT_HEADER",
+    "ASANA_COMMENT_MAX_CHARS",
+    "MAX_COMMENT_PARTS",
+    "WEBHOOK_RULES_PATH",
+    "METRICS_PUBLIC",
+    "PUBLIC_URL",
+    "COMMENT_HEADER_HOSTS",
+    "HTTP_HEADER_TIMEOUT_SECS",
+    "HTTP_IDLE_TIMEOUT_SECS",
+];
+
+/// Prefixes of our settings: an unknown key with one of them is probably a misspelling.
+const OUR_PREFIXES: &[&str] = &[
+    "ASANA_",
+    "MCP_",
+    "LINKER_",
+    "COMMENT_",
+    "WEBHOOK_",
+    "RETRY_",
+    "REQUEST_",
+    "SHUTDOWN_",
+    "TOKEN_",
+    "METRICS_",
+    "HTTP_",
+    "PUBLIC_",
+];
+
+/// The keys among `keys` that we do not read but that look like ours: one of our prefixes,
+/// or a letter or two away from a known key. Each comes with the closest known key.
+fn unknown_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut unknown: Vec<String> = keys
+        .filter(|key| !KNOWN.contains(&key.as_str()))
+        .filter_map(|key| {
+            let closest = KNOWN
+                .iter()
+                .min_by_key(|known| strsim::levenshtein(known, key))
+                .copied()
+                .unwrap_or_default();
+            let near = strsim::levenshtein(closest, key) <= 2;
+            (near || OUR_PREFIXES.iter().any(|p| key.starts_with(p)))
+                .then(|| format!("{key} (did you mean {closest}?)"))
+        })
+        .collect();
+    unknown.sort();
+    unknown
 }
 
 const DEFAULTS: &[(&str, &str)] = &[
@@ -197,6 +285,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("asana_comment_max_chars", "60000"),
     ("max_comment_parts", "10"),
     ("metrics_public", "true"),
+    ("comment_header_hosts", "false"),
+    ("http_header_timeout_secs", "10"),
+    ("http_idle_timeout_secs", "60"),
 ];
 
 impl Settings {
@@ -214,6 +305,17 @@ impl Settings {
         dotenv: HashMap<String, String>,
         env: Option<HashMap<String, String>>,
     ) -> Result<Self, SettingsError> {
+        // Every key of `.env` is meant for us; of the environment, only those with our prefixes.
+        let process_keys: Vec<String> = match &env {
+            Some(vars) => vars.keys().cloned().collect(),
+            None => std::env::vars().map(|(k, _)| k).collect(),
+        };
+        let mut unknown = unknown_keys(dotenv.keys());
+        unknown.extend(unknown_keys(
+            process_keys
+                .iter()
+                .filter(|key| OUR_PREFIXES.iter().any(|p| key.starts_with(p))),
+        ));
         let mut builder = config::Config::builder();
         for (key, value) in DEFAULTS {
             builder = builder.set_default(*key, *value)?;
@@ -223,7 +325,9 @@ impl Settings {
             .add_source(layer(env))
             .build()?
             .try_deserialize()?;
-        raw.validate()
+        let mut settings = raw.validate()?;
+        settings.unknown_keys = unknown;
+        Ok(settings)
     }
 }
 
@@ -267,6 +371,17 @@ fn parse_url(name: &'static str, value: &str) -> Result<Url, SettingsError> {
             format!("scheme {other} is not http(s)"),
         )),
     }
+}
+
+/// `scheme://host[:port]` of `url`, without credentials, path or query.
+fn origin(url: &Url) -> Url {
+    let mut origin = url.clone();
+    let _ = origin.set_username("");
+    let _ = origin.set_password(None);
+    origin.set_path("");
+    origin.set_query(None);
+    origin.set_fragment(None);
+    origin
 }
 
 fn parse_bool(name: &'static str, value: &str) -> Result<bool, SettingsError> {
@@ -347,12 +462,12 @@ impl RawSettings {
             .host
             .parse()
             .map_err(|e| invalid("HOST", &self.host, e))?;
-        let port = self
+        let port: u16 = self
             .port
             .parse()
             .map_err(|e| invalid("PORT", &self.port, e))?;
         let context_server = self.context_server()?;
-        let redirect_uri = self
+        let redirect_uri: Option<Url> = self
             .asana_redirect_uri
             .as_deref()
             .map(|v| parse_url("ASANA_REDIRECT_URI", v))
@@ -365,6 +480,12 @@ impl RawSettings {
         .into_iter()
         .filter_map(|(name, missing)| missing.then_some(name))
         .collect();
+        let public_url = match (&self.public_url, &redirect_uri) {
+            (Some(value), _) => parse_url("PUBLIC_URL", value)?,
+            (None, Some(redirect)) => origin(redirect),
+            (None, None) => Url::parse(&format!("http://localhost:{port}"))
+                .map_err(|e| invalid("PORT", &self.port, e))?,
+        };
         let oauth_app = match (self.asana_client_id, self.asana_client_secret, redirect_uri) {
             (Some(client_id), Some(secret), Some(redirect_uri)) => Some(OAuthApp {
                 client_id,
@@ -427,6 +548,14 @@ impl RawSettings {
                 as usize,
             webhook_rules_path: self.webhook_rules_path.map(PathBuf::from),
             metrics_public: parse_bool("METRICS_PUBLIC", &self.metrics_public)?,
+            public_url: origin(&public_url),
+            comment_header_hosts: parse_bool("COMMENT_HEADER_HOSTS", &self.comment_header_hosts)?,
+            http_header_timeout: parse_secs(
+                "HTTP_HEADER_TIMEOUT_SECS",
+                &self.http_header_timeout_secs,
+            )?,
+            http_idle_timeout: parse_secs("HTTP_IDLE_TIMEOUT_SECS", &self.http_idle_timeout_secs)?,
+            unknown_keys: Vec::new(),
         })
     }
 }
@@ -506,6 +635,34 @@ mod tests {
         assert_eq!(
             settings.missing_oauth,
             ["ASANA_CLIENT_SECRET", "ASANA_REDIRECT_URI"]
+        );
+    }
+
+    #[test]
+    fn the_public_url_defaults_to_the_redirect_uris_origin() {
+        let settings = Settings::from_vars(vars(&[(
+            "ASANA_REDIRECT_URI",
+            "https://linker.example.com/asana/oauth/callback",
+        )]))
+        .expect("valid");
+        assert_eq!(settings.public_url.as_str(), "https://linker.example.com/");
+        let settings = Settings::from_vars(vars(&[("PORT", "4100")])).expect("valid");
+        assert_eq!(settings.public_url.as_str(), "http://localhost:4100/");
+    }
+
+    #[test]
+    fn misspelled_keys_that_look_like_ours_are_reported() {
+        let dotenv = vars(&[("ASANA_CLIENTID", "x"), ("COMPOSE_PROJECT_NAME", "x")]);
+        let env = vars(&[("MCP_SERVER_ULR", "x"), ("HOME", "/root")]);
+
+        let settings = Settings::from_layers(dotenv, Some(env)).expect("valid");
+
+        assert_eq!(
+            settings.unknown_keys,
+            [
+                "ASANA_CLIENTID (did you mean ASANA_CLIENT_ID?)",
+                "MCP_SERVER_ULR (did you mean MCP_SERVER_URL?)"
+            ]
         );
     }
 

@@ -36,6 +36,11 @@ impl IdempotencyKey {
         }
         Ok(Self(value.to_owned()))
     }
+
+    /// The key as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A response worth replaying: status and JSON body.
@@ -47,11 +52,27 @@ pub struct Outcome {
     pub body: serde_json::Value,
 }
 
-impl Outcome {
-    /// Outcomes that a retry cannot change are kept; a 429 or 5xx is not, so the client may
-    /// retry with the same key.
-    fn is_final(&self) -> bool {
-        self.status < 500 && self.status != 429
+/// What to keep of an outcome under its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// A retry cannot change it: replayed for 24 h.
+    Final,
+    /// It failed after something may have been written: a retry runs again, but resumes
+    /// (looks in Asana for what the first try wrote before writing anything).
+    Unknown,
+    /// It failed before anything was written: the key is freed.
+    Nothing,
+}
+
+impl Keep {
+    /// The usual rule for a response with `status` when `wrote` says whether a write was
+    /// sent: 4xx other than 429 are final; otherwise unknown once a write was sent.
+    pub fn for_status(status: u16, wrote: bool) -> Self {
+        match (status < 500 && status != 429, wrote) {
+            (true, _) => Self::Final,
+            (false, true) => Self::Unknown,
+            (false, false) => Self::Nothing,
+        }
     }
 }
 
@@ -63,12 +84,17 @@ struct Record {
     /// Seconds since the Unix epoch.
     at: u64,
     outcome: Outcome,
+    /// The outcome is unknown: a retry resumes instead of replaying.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    unknown: bool,
 }
 
 enum Slot {
     InFlight {
         fingerprint: String,
         done: watch::Receiver<Option<Outcome>>,
+        /// The unknown outcome this run resumes, put back if the run is dropped unfinished.
+        resumes: Option<Record>,
     },
     Done(Record),
 }
@@ -121,6 +147,8 @@ pub struct Ticket {
     key: String,
     fingerprint: String,
     done: Option<watch::Sender<Option<Outcome>>>,
+    /// An earlier try with this key had an unknown outcome.
+    pub resume: bool,
 }
 
 /// The result of running a keyed request.
@@ -235,23 +263,26 @@ impl IdempotencyStore {
             }
             out
         };
-        crate::atomic_file::write(&self.path, &compacted).map_err(|source| IdempotencyFileError {
-            path: self.path.clone(),
-            source,
+        crate::util::atomic_file::write(&self.path, &compacted).map_err(|source| {
+            IdempotencyFileError {
+                path: self.path.clone(),
+                source,
+            }
         })
     }
 
     /// Runs `op` unless `key` already has an outcome (replayed) or is running now (waited
     /// for, then replayed). `outcome` says what of the result to keep.
+    /// `op` is told whether it resumes a try whose outcome was unknown.
     pub async fn run_once<T, F, Fut>(
         &self,
         key: &IdempotencyKey,
         fingerprint: &str,
         op: F,
-        outcome: impl Fn(&T) -> Outcome,
+        outcome: impl Fn(&T) -> (Outcome, Keep),
     ) -> Result<Once<T>, KeyReused>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(bool) -> Fut,
         Fut: Future<Output = T>,
     {
         let mut op = Some(op);
@@ -261,8 +292,9 @@ impl IdempotencyStore {
                     let Some(op) = op.take() else {
                         continue;
                     };
-                    let result = op().await;
-                    self.finish(ticket, outcome(&result)).await;
+                    let result = op(ticket.resume).await;
+                    let (outcome, keep) = outcome(&result);
+                    self.finish(ticket, outcome, keep).await;
                     return Ok(Once::Ran(result));
                 }
                 Begin::Replay(outcome) => return Ok(Once::Replayed(outcome)),
@@ -298,6 +330,7 @@ impl IdempotencyStore {
                 status: 200,
                 body: serde_json::Value::Null,
             },
+            unknown: false,
         };
         let line = serde_json::to_vec(&record).unwrap_or_default();
         lock(&self.slots).keep(record);
@@ -316,17 +349,21 @@ impl IdempotencyStore {
     pub fn begin(&self, key: &IdempotencyKey, fingerprint: &str) -> Begin {
         let mut slots = lock(&self.slots);
         let cutoff = now_secs().saturating_sub(KEY_TTL.as_secs());
+        let mut resume = false;
         match slots.map.get(&key.0) {
             Some(Slot::Done(record)) if record.at >= cutoff => {
-                return if record.fingerprint == fingerprint {
-                    Begin::Replay(record.outcome.clone())
-                } else {
-                    Begin::Conflict
-                };
+                if record.fingerprint != fingerprint {
+                    return Begin::Conflict;
+                }
+                if !record.unknown {
+                    return Begin::Replay(record.outcome.clone());
+                }
+                resume = true;
             }
             Some(Slot::InFlight {
                 fingerprint: held,
                 done,
+                ..
             }) => {
                 return if held == fingerprint {
                     Begin::Wait(done.clone())
@@ -337,11 +374,16 @@ impl IdempotencyStore {
             _ => {}
         }
         let (sender, receiver) = watch::channel(None);
+        let resumes = match slots.map.remove(&key.0) {
+            Some(Slot::Done(record)) if resume => Some(record),
+            _ => None,
+        };
         slots.map.insert(
             key.0.clone(),
             Slot::InFlight {
                 fingerprint: fingerprint.to_owned(),
                 done: receiver,
+                resumes,
             },
         );
         Begin::Fresh(Ticket {
@@ -349,21 +391,23 @@ impl IdempotencyStore {
             key: key.0.clone(),
             fingerprint: fingerprint.to_owned(),
             done: Some(sender),
+            resume,
         })
     }
 
-    /// Records the outcome of a fresh request and wakes its waiters. A final outcome is
-    /// appended to the file before anyone sees it; any other frees the key.
-    pub async fn finish(&self, mut ticket: Ticket, outcome: Outcome) {
+    /// Records the outcome of a fresh request and wakes its waiters. A final or unknown
+    /// outcome is appended to the file before anyone sees it; `Keep::Nothing` frees the key.
+    pub async fn finish(&self, mut ticket: Ticket, outcome: Outcome, keep: Keep) {
         let Some(done) = ticket.done.take() else {
             return;
         };
-        if outcome.is_final() {
+        if keep != Keep::Nothing {
             let record = Record {
                 key: ticket.key.clone(),
                 fingerprint: ticket.fingerprint.clone(),
                 at: now_secs(),
                 outcome: outcome.clone(),
+                unknown: keep == Keep::Unknown,
             };
             let line = serde_json::to_vec(&record).unwrap_or_default();
             let path = self.path.clone();
@@ -385,8 +429,10 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         if self.done.is_some() {
             let mut slots = lock(&self.slots);
-            if matches!(slots.map.get(&self.key), Some(Slot::InFlight { .. })) {
-                slots.map.remove(&self.key);
+            if let Some(Slot::InFlight { resumes, .. }) = slots.map.remove(&self.key)
+                && let Some(record) = resumes
+            {
+                slots.map.insert(self.key.clone(), Slot::Done(record));
             }
         }
     }
@@ -464,7 +510,7 @@ mod tests {
         let Begin::Fresh(ticket) = store.begin(&key("k1"), "body-a") else {
             panic!("first use is fresh");
         };
-        store.finish(ticket, created()).await;
+        store.finish(ticket, created(), Keep::Final).await;
 
         let reopened = IdempotencyStore::open(path).expect("reopen");
 
@@ -476,23 +522,50 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_5xx_outcome_frees_the_key() {
+    async fn a_failure_before_any_write_frees_the_key() {
         let dir = tempfile::tempdir().expect("dir");
         let store = IdempotencyStore::open(dir.path().join("k.jsonl")).expect("open");
         let Begin::Fresh(ticket) = store.begin(&key("k"), "b") else {
             panic!("fresh");
         };
+        let failed = Outcome {
+            status: 502,
+            body: json!({}),
+        };
         store
-            .finish(
-                ticket,
-                Outcome {
-                    status: 502,
-                    body: json!({}),
-                },
-            )
+            .finish(ticket, failed, Keep::for_status(502, false))
             .await;
 
-        assert!(matches!(store.begin(&key("k"), "b"), Begin::Fresh(_)));
+        assert!(matches!(store.begin(&key("k"), "b"), Begin::Fresh(t) if !t.resume));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_outcome_survives_a_restart_and_its_retry_resumes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("k.jsonl");
+        let store = IdempotencyStore::open(path.clone()).expect("open");
+        let Begin::Fresh(ticket) = store.begin(&key("k"), "b") else {
+            panic!("fresh");
+        };
+        let unknown = Outcome {
+            status: 504,
+            body: json!({}),
+        };
+        store
+            .finish(ticket, unknown, Keep::for_status(504, true))
+            .await;
+
+        let reopened = IdempotencyStore::open(path).expect("reopen");
+
+        assert!(matches!(reopened.begin(&key("k"), "b"), Begin::Fresh(t) if t.resume));
+        assert!(
+            matches!(reopened.begin(&key("k"), "b"), Begin::Fresh(t) if t.resume),
+            "a resume dropped unfinished leaves the outcome unknown"
+        );
+        assert!(matches!(
+            reopened.begin(&key("k"), "other"),
+            Begin::Conflict
+        ));
     }
 
     #[test]
@@ -529,6 +602,7 @@ mod tests {
             fingerprint: "f".into(),
             at: now_secs() - KEY_TTL.as_secs() - 10,
             outcome: created(),
+            unknown: false,
         };
         let fresh = Record {
             key: "fresh".into(),
@@ -556,6 +630,7 @@ mod tests {
                 fingerprint: self.fingerprint.clone(),
                 at: self.at,
                 outcome: self.outcome.clone(),
+                unknown: self.unknown,
             }
         }
     }

@@ -12,10 +12,10 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::token_file::AsanaUser;
-use crate::base_url::BaseUrl;
 use crate::domain::{CustomFieldGid, TaskGid};
 use crate::render::CommentBody;
-use crate::retry::{Retry, retry_after};
+use crate::util::base_url::BaseUrl;
+use crate::util::retry::{Retry, retry_after};
 
 /// A failed call to Asana's REST API, in Asana's terms.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,10 @@ pub enum AsanaError {
     /// A 2xx answer without the expected fields.
     #[error("unexpected answer from Asana: {0}")]
     UnexpectedResponse(String),
+    /// A comment was sent, Asana's answer is unknown, and no comment with its marker could be
+    /// found (yet): it may have been posted.
+    #[error("the comment may have been posted: {0}")]
+    MaybePosted(#[source] Box<AsanaError>),
 }
 
 impl From<reqwest::Error> for AsanaError {
@@ -94,10 +98,15 @@ impl AsanaError {
     /// Whether a write that failed this way may still have been carried out by Asana.
     pub fn may_have_written(&self) -> bool {
         match self {
-            Self::Timeout | Self::Transport(_) => true,
+            Self::Timeout | Self::Transport(_) | Self::MaybePosted(_) => true,
             Self::Status { status, .. } => status.is_server_error(),
             _ => false,
         }
+    }
+
+    /// Whether Asana answered: its work on the request is over, so a read now sees all of it.
+    pub fn answered(&self) -> bool {
+        matches!(self, Self::Status { .. })
     }
 }
 
@@ -119,12 +128,6 @@ pub struct ListedStory {
     /// `comment_added` for comments.
     #[serde(default)]
     pub resource_subtype: Option<String>,
-    /// RFC 3339 creation time.
-    #[serde(default)]
-    pub created_at: Option<String>,
-    /// The author.
-    #[serde(default)]
-    pub created_by: Option<Author>,
 }
 
 /// A story's author.
@@ -209,15 +212,23 @@ struct Limits {
 }
 
 impl Limits {
-    /// Waits while Asana has asked us to hold off.
-    async fn pass_gate(&self) {
+    /// Waits while Asana has asked us to hold off, but only up to `max_wait`: a longer wait
+    /// answers at once with the time still to wait, so no caller hangs on a long `Retry-After`.
+    async fn pass_gate(&self, max_wait: Duration) -> Result<(), AsanaError> {
         loop {
             let until = *self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
             match until {
-                Some(until) if until > Instant::now() => {
+                Some(until) if until > now => {
+                    let left = until - now;
+                    if left > max_wait {
+                        return Err(AsanaError::RateLimited {
+                            retry_after: Some(left.as_secs_f64().ceil() as u64),
+                        });
+                    }
                     tokio::time::sleep_until(until.into()).await
                 }
-                _ => return,
+                _ => return Ok(()),
             }
         }
     }
@@ -271,17 +282,26 @@ pub struct AsanaClient {
     http: reqwest::Client,
     base: BaseUrl,
     timeout: Duration,
+    /// Longest a call waits at the 429 gate (the retry budget, or the request deadline).
+    max_gate_wait: Duration,
     limits: Limits,
 }
 
 impl AsanaClient {
     /// A client for the API at `base` (normally `https://app.asana.com/api/1.0`) allowing
-    /// `max_writes` writes in flight.
-    pub fn new(http: reqwest::Client, base: &Url, timeout: Duration, max_writes: usize) -> Self {
+    /// `max_writes` writes in flight, waiting at most `max_gate_wait` after a 429.
+    pub fn new(
+        http: reqwest::Client,
+        base: &Url,
+        timeout: Duration,
+        max_writes: usize,
+        max_gate_wait: Duration,
+    ) -> Self {
         Self {
             http,
             base: BaseUrl::new(base),
             timeout,
+            max_gate_wait,
             limits: Limits {
                 gate: Mutex::new(None),
                 writes: Semaphore::new(max_writes),
@@ -297,24 +317,27 @@ impl AsanaClient {
         token: &SecretString,
         write: bool,
     ) -> Result<reqwest::Response, AsanaError> {
-        self.limits.pass_gate().await;
+        self.limits.pass_gate(self.max_gate_wait).await?;
         let _slot = match write {
             true => self.limits.writes.acquire().await.ok(),
             false => None,
         };
         // The gate may have closed while this request waited for a slot.
-        self.limits.pass_gate().await;
+        self.limits.pass_gate(self.max_gate_wait).await?;
         let response = request
             .bearer_auth(token.expose_secret())
             .timeout(self.timeout)
             .send()
             .await
             .inspect_err(|e| {
-                crate::metrics::upstream("asana", if e.is_timeout() { "timeout" } else { "error" })
+                crate::telemetry::metrics::upstream(
+                    "asana",
+                    if e.is_timeout() { "timeout" } else { "error" },
+                )
             })?;
-        crate::metrics::upstream_status("asana", response.status());
+        crate::telemetry::metrics::upstream_status("asana", response.status());
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
-            crate::metrics::rate_limited();
+            crate::telemetry::metrics::rate_limited();
         }
         if response.status() == StatusCode::TOO_MANY_REQUESTS
             && let Some(secs) = retry_after(response.headers())
@@ -338,10 +361,7 @@ impl AsanaClient {
     ) -> Result<StoriesPage, AsanaError> {
         let mut query = vec![
             ("limit", "100"),
-            (
-                "opt_fields",
-                "text,html_text,resource_subtype,created_at,created_by",
-            ),
+            ("opt_fields", "text,html_text,resource_subtype"),
         ];
         if let Some(offset) = offset {
             query.push(("offset", offset));
@@ -392,7 +412,6 @@ impl AsanaClient {
         let request = self
             .http
             .put(self.base.join(&format!("/tasks/{task}")))
-            .query(&[("opt_fields", "gid")])
             .json(&json!({"data": {"custom_fields": {field.as_str(): text}}}));
         let response = self.send(request, token, true).await?;
         read_data::<serde_json::Value>(response, task.as_str())

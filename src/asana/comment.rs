@@ -1,43 +1,43 @@
-//! Posting a comment without ever posting it twice: an attempt that may have reached Asana
-//! is followed by a look at the task's stories before anything is sent again.
+//! Posting a comment without ever posting it twice. Every comment ends with its attach's
+//! marker line; after a failure that may have created it, the task's stories are searched
+//! for that line, never for the text (an earlier attach of the same context has the same
+//! text). A failure without an answer (timeout, connection lost) is never followed by a
+//! second post: the creation may still be under way where a read cannot see it yet.
 
-use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use super::client::{AsanaClient, AsanaError, ListedStory, Story};
+use super::marker::Marker;
 use crate::domain::TaskGid;
 use crate::render::{CommentBody, text_content};
-use crate::retry::{Retry, RetryPolicy};
+use crate::util::retry::{Retry, RetryPolicy};
 
-/// Pages of stories read when looking for our comment (100 stories each).
+/// Pages of stories read when looking for our comments (100 stories each).
 const MAX_PAGES: usize = 20;
-/// Clock skew allowed between us and Asana when comparing creation times.
-const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
-/// Who is posting and what, for recognising the comment among a task's stories.
+/// One comment to post and the marker line that ends it.
 #[derive(Debug, Clone, Copy)]
 pub struct CommentDraft<'a> {
     /// The task.
     pub task: &'a TaskGid,
-    /// The comment.
+    /// The comment, ending with `marker_line`.
     pub body: &'a CommentBody,
     /// Pin it.
     pub pin: bool,
-    /// The gid of the user the token belongs to.
-    pub author_gid: Option<&'a str>,
+    /// The marker line the body ends with.
+    pub marker_line: &'a str,
 }
 
-/// Posts the comment under the retry policy. After a failure that may have created it
-/// (timeout, 5xx, connection lost mid-request) the task's stories are read first: the comment
-/// found there is the answer; only if it is absent is it posted again. If that check itself
-/// fails, the original failure is returned rather than risking a duplicate.
+/// Posts the comment under the retry policy. After a failure that may have created it, the
+/// task's stories are read: the comment found there is the answer. If it is absent and Asana
+/// answered (a 5xx), it is posted again; if Asana never answered, or the read fails, the
+/// outcome is unknown and [`AsanaError::MaybePosted`] says so instead of risking a duplicate.
 pub async fn post_comment(
     asana: &AsanaClient,
     policy: &RetryPolicy,
     token: &SecretString,
     draft: CommentDraft<'_>,
 ) -> Result<Story, AsanaError> {
-    let first_attempt = Utc::now();
     let mut attempts = policy.start();
     loop {
         let error = match asana
@@ -49,21 +49,23 @@ pub async fn post_comment(
         };
         let mut retry = error.retry();
         if error.may_have_written() {
-            let Some(author) = draft.author_gid else {
-                return Err(error);
-            };
-            match find_comment(asana, token, draft, author, first_attempt).await {
+            let found = find_marked(asana, token, draft.task, &[draft.marker_line]).await;
+            match found.map(|mut found| found.pop().flatten()) {
                 Ok(Some(story)) => {
                     tracing::info!(story_gid = %story.gid, %error, "the failed attempt did create the comment");
                     return Ok(story);
                 }
-                Ok(None) => {
+                Ok(None) if error.answered() => {
                     tracing::warn!(%error, "the comment was not created; posting again");
                     retry = Retry::Backoff;
                 }
+                Ok(None) => {
+                    tracing::warn!(%error, "no answer and no comment yet: it may still be created; not posting again");
+                    return Err(AsanaError::MaybePosted(Box::new(error)));
+                }
                 Err(check) => {
-                    tracing::error!(%error, %check, "cannot tell whether the comment was created; not posting again");
-                    return Err(error);
+                    tracing::warn!(%error, %check, "cannot tell whether the comment was created; not posting again");
+                    return Err(AsanaError::MaybePosted(Box::new(error)));
                 }
             }
         }
@@ -74,103 +76,73 @@ pub async fn post_comment(
     }
 }
 
-/// The comment with our text by our user created since `since`, if the task has one.
-async fn find_comment(
+/// For each of `lines`, the comment on the task that ends with it, if any.
+pub async fn find_marked(
     asana: &AsanaClient,
     token: &SecretString,
-    draft: CommentDraft<'_>,
-    author: &str,
-    since: DateTime<Utc>,
-) -> Result<Option<Story>, AsanaError> {
-    let wanted = squeeze(&draft.body.visible_text());
+    task: &TaskGid,
+    lines: &[&str],
+) -> Result<Vec<Option<Story>>, AsanaError> {
+    let mut found: Vec<Option<Story>> = vec![None; lines.len()];
     let mut offset: Option<String> = None;
     for _ in 0..MAX_PAGES {
-        let page = asana
-            .stories_page(token, draft.task, offset.as_deref())
-            .await?;
-        if let Some(story) = page
-            .data
-            .iter()
-            .find(|story| is_our_comment(story, &wanted, author, since))
-        {
-            return Ok(Some(Story {
-                gid: story.gid.clone(),
-            }));
+        let page = asana.stories_page(token, task, offset.as_deref()).await?;
+        for story in &page.data {
+            let Some(visible) = comment_text(story) else {
+                continue;
+            };
+            for (line, slot) in lines.iter().zip(found.iter_mut()) {
+                if slot.is_none() && Marker::ends(&visible, line) {
+                    *slot = Some(Story {
+                        gid: story.gid.clone(),
+                    });
+                }
+            }
         }
         match page.next_page {
-            Some(next) => offset = Some(next.offset),
-            None => return Ok(None),
+            Some(next) if found.iter().any(Option::is_none) => offset = Some(next.offset),
+            _ => break,
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
-/// Text without whitespace: Asana may re-flow what it stores.
-fn squeeze(text: &str) -> String {
-    text.chars().filter(|c| !c.is_whitespace()).collect()
-}
-
-/// A comment by `author` since `since` whose visible text (without whitespace) is `wanted`.
-fn is_our_comment(story: &ListedStory, wanted: &str, author: &str, since: DateTime<Utc>) -> bool {
-    let visible = match (&story.html_text, &story.text) {
-        (Some(html), _) => text_content(html),
-        (None, Some(text)) => text.clone(),
-        (None, None) => return false,
-    };
-    let recent = story
-        .created_at
-        .as_deref()
-        .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
-        .is_some_and(|at| at.with_timezone(&Utc) >= since - CLOCK_SKEW);
-    story.resource_subtype.as_deref() == Some("comment_added")
-        && story.created_by.as_ref().is_some_and(|by| by.gid == author)
-        && squeeze(&visible) == wanted
-        && recent
+/// The visible text of a comment; `None` for other stories.
+fn comment_text(story: &ListedStory) -> Option<String> {
+    if story.resource_subtype.as_deref() != Some("comment_added") {
+        return None;
+    }
+    match (&story.html_text, &story.text) {
+        (Some(html), _) => Some(text_content(html)),
+        (None, Some(text)) => Some(text.clone()),
+        (None, None) => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::asana::client::Author;
 
-    fn story(text: &str, author: &str, created_at: &str) -> ListedStory {
+    fn story(text: &str, subtype: &str) -> ListedStory {
         ListedStory {
             gid: "1".into(),
             text: Some(text.into()),
             html_text: None,
-            resource_subtype: Some("comment_added".into()),
-            created_at: Some(created_at.into()),
-            created_by: Some(Author { gid: author.into() }),
+            resource_subtype: Some(subtype.into()),
         }
     }
 
     #[test]
-    fn only_a_recent_comment_with_our_text_by_our_user_matches() {
-        let since = DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
-            .expect("time")
-            .with_timezone(&Utc);
-        let ours = story("notes", "42", "2026-11-25T12:00:05.123Z");
-        assert!(is_our_comment(&ours, "notes", "42", since));
-        assert!(!is_our_comment(
-            &story("other", "42", "2026-11-25T12:00:05Z"),
-            "notes",
-            "42",
-            since
-        ));
-        assert!(!is_our_comment(
-            &story("notes", "7", "2026-11-25T12:00:05Z"),
-            "notes",
-            "42",
-            since
-        ));
-        assert!(!is_our_comment(
-            &story("notes", "42", "2026-11-25T11:00:00Z"),
-            "notes",
-            "42",
-            since
-        ));
-        let mut system = ours.clone();
-        system.resource_subtype = Some("assigned".into());
-        assert!(!is_our_comment(&system, "notes", "42", since));
+    fn only_comments_have_text_to_match() {
+        assert_eq!(
+            comment_text(&story("notes\n\nref 1", "comment_added")).as_deref(),
+            Some("notes\n\nref 1")
+        );
+        assert_eq!(comment_text(&story("ref 1", "assigned")), None);
+        let html = ListedStory {
+            html_text: Some("<body>a &amp; b\n\n<em>ref 1</em></body>".into()),
+            ..story("", "comment_added")
+        };
+        assert_eq!(comment_text(&html).as_deref(), Some("a & b\n\nref 1"));
     }
 }

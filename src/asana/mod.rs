@@ -3,13 +3,15 @@
 mod client;
 mod comment;
 mod consent;
+mod marker;
 mod oauth;
 mod token_file;
 mod tokens;
 
 pub use client::{AsanaClient, AsanaError, CreatedWebhook, Story, StoryDetails, WebhookInfo};
-pub use comment::{CommentDraft, post_comment};
+pub use comment::{CommentDraft, find_marked, post_comment};
 pub use consent::PendingConsents;
+pub use marker::Marker;
 pub use oauth::{AsanaOAuth, Consent, OAuthError};
 pub use token_file::{AsanaUser, StoredTokens, TokenFile, TokenFileError};
 pub use tokens::{TokenError, TokenManager};

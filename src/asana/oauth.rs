@@ -19,7 +19,7 @@ use url::Url;
 
 use super::token_file::AsanaUser;
 use crate::config::OAuthApp;
-use crate::retry::{Retry, retry_after};
+use crate::util::retry::{Retry, retry_after};
 
 /// Asana answers one hour; used when an answer leaves `expires_in` out.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
@@ -247,10 +247,13 @@ async fn send(
     let mut request = reqwest::Request::try_from(request)?;
     *request.timeout_mut() = Some(timeout);
     let response = http.execute(request).await.inspect_err(|e| {
-        crate::metrics::upstream("token", if e.is_timeout() { "timeout" } else { "error" })
+        crate::telemetry::metrics::upstream(
+            "token",
+            if e.is_timeout() { "timeout" } else { "error" },
+        )
     })?;
     let status = response.status();
-    crate::metrics::upstream_status("token", status);
+    crate::telemetry::metrics::upstream_status("token", status);
     // Transient statuses carry no OAuth error body: report them for the retry policy.
     if status.as_u16() == 429 || status.is_server_error() {
         return Err(HttpError::Status {
@@ -274,7 +277,7 @@ fn granted(
             description: body.error_description().cloned(),
         },
         RequestTokenError::Request(HttpError::Reqwest(e)) if e.is_connect() => {
-            OAuthError::Unreachable(crate::error::cause_chain(&e))
+            OAuthError::Unreachable(crate::util::cause_chain(&e))
         }
         RequestTokenError::Request(HttpError::Reqwest(e)) if e.is_timeout() => OAuthError::Timeout,
         RequestTokenError::Request(HttpError::Status {
@@ -284,7 +287,7 @@ fn granted(
             status,
             retry_after,
         },
-        RequestTokenError::Request(e) => OAuthError::Transport(crate::error::cause_chain(&e)),
+        RequestTokenError::Request(e) => OAuthError::Transport(crate::util::cause_chain(&e)),
         // The body may echo what we sent; keep only the parse error.
         RequestTokenError::Parse(e, _body) => OAuthError::UnexpectedResponse(e.to_string()),
         RequestTokenError::Other(message) => OAuthError::UnexpectedResponse(message),

@@ -104,7 +104,7 @@ impl TokenFile {
         let path = self.path.clone();
         let contents = serialize(tokens);
         tokio::task::spawn_blocking(move || {
-            crate::atomic_file::write(&path, &contents)
+            crate::util::atomic_file::write(&path, &contents)
                 .map_err(|source| TokenFileError::Io { path, source })
         })
         .await?
@@ -113,9 +113,10 @@ impl TokenFile {
     /// Deletes temp files a crash left next to the token file (one process per store).
     pub async fn remove_stale_temp_files(&self) {
         let path = self.path.clone();
-        let _ =
-            tokio::task::spawn_blocking(move || crate::atomic_file::remove_stale_temp_files(&path))
-                .await;
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::util::atomic_file::remove_stale_temp_files(&path)
+        })
+        .await;
     }
 
     /// Deletes the file, if any.

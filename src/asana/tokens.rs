@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 
 use super::oauth::{AsanaOAuth, GrantedTokens, OAuthError};
 use super::token_file::{AsanaUser, StoredTokens, TokenFile, TokenFileError};
-use crate::retry::RetryPolicy;
+use crate::util::retry::RetryPolicy;
 
 /// A token expiring within this margin is refreshed before use.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -56,7 +56,7 @@ impl TokenManager {
         let current = match file.load().await {
             Ok(tokens) => tokens,
             Err(error) => {
-                tracing::error!(error = %crate::error::cause_chain(&error), "cannot load the token file; authorize again");
+                tracing::error!(error = %crate::util::cause_chain(&error), "cannot load the token file; authorize again");
                 None
             }
         };
@@ -167,7 +167,7 @@ impl TokenManager {
         let granted = match refreshed {
             Ok(granted) => granted,
             Err(error) if error.is_invalid_grant() => {
-                crate::metrics::refresh("refused");
+                crate::telemetry::metrics::refresh("refused");
                 tracing::warn!(error = %error, "Asana refused the refresh token; forgetting it");
                 self.forget().await?;
                 return Err(TokenError::NotConnected(
@@ -175,7 +175,7 @@ impl TokenManager {
                 ));
             }
             Err(error) => {
-                crate::metrics::refresh("failed");
+                crate::telemetry::metrics::refresh("failed");
                 return Err(TokenError::Refresh(error));
             }
         };
@@ -189,7 +189,7 @@ impl TokenManager {
         };
         // Written to disk before anyone uses it: a rotated refresh token is never lost.
         self.persist(tokens).await?;
-        crate::metrics::refresh("ok");
+        crate::telemetry::metrics::refresh("ok");
         Ok(access_token)
     }
 

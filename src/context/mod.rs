@@ -17,7 +17,7 @@ pub use rest::RestContextSource;
 
 use crate::config::{ContextServer, McpProtocol};
 use crate::domain::ContextName;
-use crate::retry::{Retry, RetryPolicy};
+use crate::util::retry::{Retry, RetryPolicy};
 
 /// Prompt arguments: names to string values, as MCP requires.
 pub type PromptArguments = BTreeMap<String, String>;
@@ -52,8 +52,58 @@ pub struct Context {
     pub source: SourceRef,
     /// Its MIME type, when the source says.
     pub mime_type: Option<String>,
-    /// Where it came from, for the comment's header: a resource URI or the server.
-    pub origin: String,
+    /// The context server's `host[:port]` (no credentials), for a header that may name it;
+    /// `None` for a server started as a command.
+    pub server_host: Option<String>,
+}
+
+impl Context {
+    /// The kind of source, for the comment's header: "MCP resource ctx://…", "MCP prompt
+    /// review", "REST context". It never names credentials or a command line, and names a
+    /// network host only when `show_hosts` (`COMMENT_HEADER_HOSTS`) allows it.
+    pub fn label(&self, show_hosts: bool) -> String {
+        let on_host = match (&self.server_host, show_hosts) {
+            (Some(host), true) => format!(" on {host}"),
+            _ => String::new(),
+        };
+        match &self.source {
+            SourceRef::McpResource { uri } if show_hosts || !names_a_host(uri) => {
+                format!("MCP resource {uri}")
+            }
+            SourceRef::McpResource { .. } => "MCP resource".to_owned(),
+            SourceRef::McpPrompt { name } => format!("MCP prompt {name}{on_host}"),
+            SourceRef::Rest { .. } => format!("REST context{on_host}"),
+        }
+    }
+}
+
+/// Schemes whose authority is a network host (an internal address to keep out of comments).
+const NETWORK_SCHEMES: &[&str] = &["http", "https", "ws", "wss", "ftp", "file"];
+
+fn names_a_host(uri: &str) -> bool {
+    url::Url::parse(uri).is_ok_and(|url| NETWORK_SCHEMES.contains(&url.scheme()) && url.has_host())
+}
+
+/// `uri` without user name and password, for answers and comments. Text that is not a URL is
+/// returned as it is.
+pub fn without_credentials(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        _ => uri.to_owned(),
+    }
+}
+
+/// `host[:port]` of a server URL: what a header may name, never its credentials or path.
+pub fn host_of(url: &url::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    })
 }
 
 /// What a source offers, for people choosing a name (`GET /contexts`).
@@ -141,11 +191,11 @@ pub enum ContextError {
 impl From<reqwest::Error> for ContextError {
     fn from(error: reqwest::Error) -> Self {
         if error.is_connect() {
-            Self::Unreachable(crate::error::cause_chain(&error))
+            Self::Unreachable(crate::util::cause_chain(&error))
         } else if error.is_timeout() {
             Self::Timeout
         } else {
-            Self::Transport(crate::error::cause_chain(&error))
+            Self::Transport(crate::util::cause_chain(&error))
         }
     }
 }
@@ -175,7 +225,7 @@ pub struct ContextSource {
 enum SourceKind {
     Rest(RestContextSource),
     Mcp(McpSource),
-    Auto(AutoSource),
+    Auto(Box<AutoSource>),
 }
 
 impl ContextSource {
@@ -209,7 +259,7 @@ impl ContextSource {
                 match protocol {
                     McpProtocol::Rest => SourceKind::Rest(rest()),
                     McpProtocol::Mcp => SourceKind::Mcp(mcp()),
-                    McpProtocol::Auto => SourceKind::Auto(AutoSource::new(mcp(), rest())),
+                    McpProtocol::Auto => SourceKind::Auto(Box::new(AutoSource::new(mcp(), rest()))),
                 }
             }
         };

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{Context, ContextError, SourceRef};
-use crate::base_url::BaseUrl;
 use crate::domain::ContextName;
+use crate::util::base_url::BaseUrl;
 
 #[derive(Deserialize)]
 struct ContextBody {
@@ -23,6 +23,7 @@ pub struct RestContextSource {
     base: BaseUrl,
     auth_token: Option<SecretString>,
     timeout: Duration,
+    host: Option<String>,
 }
 
 impl RestContextSource {
@@ -38,6 +39,7 @@ impl RestContextSource {
             base: BaseUrl::new(base),
             auth_token,
             timeout,
+            host: super::host_of(base),
         }
     }
 
@@ -63,9 +65,12 @@ impl RestContextSource {
             request = request.bearer_auth(token.expose_secret());
         }
         let response = request.send().await.inspect_err(|e| {
-            crate::metrics::upstream("context", if e.is_timeout() { "timeout" } else { "error" })
+            crate::telemetry::metrics::upstream(
+                "context",
+                if e.is_timeout() { "timeout" } else { "error" },
+            )
         })?;
-        crate::metrics::upstream_status("context", response.status());
+        crate::telemetry::metrics::upstream_status("context", response.status());
         match response.status() {
             status if status.is_success() => {
                 let body = response.bytes().await?;
@@ -77,7 +82,7 @@ impl RestContextSource {
                         name: name.to_string(),
                     },
                     mime_type: None,
-                    origin: self.base.as_str().to_owned(),
+                    server_host: self.host.clone(),
                 })
             }
             StatusCode::NOT_FOUND => Err(ContextError::NotFound {

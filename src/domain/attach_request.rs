@@ -41,10 +41,15 @@ pub enum TargetBody {
     /// `"comment"`.
     Named(String),
     /// `{"custom_field_gid": "…"}`.
-    CustomField {
-        /// The text custom field to write.
-        custom_field_gid: String,
-    },
+    CustomField(CustomFieldBody),
+}
+
+/// `{"custom_field_gid": "…"}`, with no other field.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomFieldBody {
+    /// The text custom field to write.
+    pub custom_field_gid: String,
 }
 
 /// Where the context goes.
@@ -115,10 +120,10 @@ impl TryFrom<AttachRequestBody> for AttachRequest {
                         "target must be \"comment\" or {{\"custom_field_gid\": \"…\"}}, not {other:?}"
                     )));
                 }
-                (Some(TargetBody::CustomField { .. }), true) => {
+                (Some(TargetBody::CustomField(_)), true) => {
                     return Err(InvalidInput("pin applies to comments only".to_owned()));
                 }
-                (Some(TargetBody::CustomField { custom_field_gid }), false) => {
+                (Some(TargetBody::CustomField(CustomFieldBody { custom_field_gid })), false) => {
                     Target::CustomField(CustomFieldGid::parse(&custom_field_gid)?)
                 }
             },

@@ -4,8 +4,8 @@ mod attach_request;
 mod context_name;
 mod task_gid;
 
+pub use attach_request::Target;
 pub use attach_request::{AttachRequest, AttachRequestBody};
-pub use attach_request::{Target, TargetBody};
 pub use context_name::ContextName;
 pub use task_gid::{CustomFieldGid, TaskGid};
 

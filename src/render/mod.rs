@@ -6,6 +6,8 @@ mod split;
 
 use serde::{Deserialize, Serialize};
 
+use crate::asana::Marker;
+
 /// How the context's text is turned into a comment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -71,6 +73,8 @@ pub struct Layout {
     pub header: Option<String>,
     /// Whether to end with a line naming the linker.
     pub footer: bool,
+    /// The attach's marker, ending every part (see [`Marker`]); `None` only in tests.
+    pub marker: Option<Marker>,
 }
 
 /// The context does not fit in the allowed number of comments.
@@ -111,10 +115,16 @@ pub fn render(text: &str, format: Format, layout: &Layout) -> Result<Vec<Comment
         .header
         .as_deref()
         .map(|h| numbered(layout.max_parts, layout.max_parts, h));
+    let widest_marker = layout
+        .marker
+        .as_ref()
+        .map_or(0, |m| m.line(layout.max_parts, layout.max_parts).len());
     let mut parts = match format {
         Format::Plain => {
             let overhead = widest_header.as_ref().map_or(0, |h| h.chars().count() + 2)
-                + if layout.footer { FOOTER.len() + 2 } else { 0 };
+                + if layout.footer { FOOTER.len() + 2 } else { 0 }
+                + widest_marker
+                + 2;
             let room = layout.max_chars.saturating_sub(overhead).max(1);
             split::text_parts(&xml_safe(text), room)
         }
@@ -131,7 +141,9 @@ pub fn render(text: &str, format: Format, layout: &Layout) -> Result<Vec<Comment
                     FOOTER.len() + "\n\n<em></em>".len()
                 } else {
                     0
-                };
+                }
+                + widest_marker
+                + "\n\n<em></em>".len();
             let room = layout.max_chars.saturating_sub(overhead).max(1);
             split::html_parts(&blocks, room)
         }
@@ -161,6 +173,9 @@ pub fn render(text: &str, format: Format, layout: &Layout) -> Result<Vec<Comment
                     if last && layout.footer {
                         body.push_str(&format!("\n\n{FOOTER}"));
                     }
+                    if let Some(marker) = &layout.marker {
+                        body.push_str(&format!("\n\n{}", marker.line(i + 1, count)));
+                    }
                     CommentBody::Text(body)
                 }
                 _ => {
@@ -171,6 +186,9 @@ pub fn render(text: &str, format: Format, layout: &Layout) -> Result<Vec<Comment
                     body.push_str(&part);
                     if last && layout.footer {
                         body.push_str(&format!("\n\n<em>{FOOTER}</em>"));
+                    }
+                    if let Some(marker) = &layout.marker {
+                        body.push_str(&format!("\n\n<em>{}</em>", marker.line(i + 1, count)));
                     }
                     body.push_str("</body>");
                     CommentBody::Html(body)

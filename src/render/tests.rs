@@ -15,6 +15,7 @@ fn layout(max_chars: usize) -> Layout {
         max_parts: 1000,
         header: None,
         footer: false,
+        marker: None,
     }
 }
 
@@ -114,6 +115,7 @@ fn a_long_code_block_is_closed_and_reopened_across_numbered_parts() {
         max_parts: 10,
         header: Some("Context big from ctx://big".to_owned()),
         footer: false,
+        marker: None,
     };
 
     let parts = render(&format!("```\n{code}```"), Format::Markdown, &layout).expect("fits in 10");
@@ -143,6 +145,7 @@ fn more_parts_than_allowed_is_refused() {
         max_parts: 2,
         header: None,
         footer: false,
+        marker: None,
     };
     let error = render(&"word ".repeat(1000), Format::Markdown, &layout).expect_err("too large");
     assert_eq!(error.max_parts, 2);
@@ -156,6 +159,7 @@ fn plain_and_code_formats_do_not_interpret_markdown() {
         max_parts: 10,
         header: Some("Context n from x".to_owned()),
         footer: true,
+        marker: None,
     };
     assert_eq!(
         render("# not a heading", Format::Plain, &layout).expect("fits"),

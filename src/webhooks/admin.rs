@@ -69,7 +69,7 @@ pub async fn register(
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .ok_or_else(|| AdminError::Target(base.to_owned()))?;
-    let hook_id = HookId::parse(&crate::random::hex_id())
+    let hook_id = HookId::parse(&crate::util::random::hex_id())
         .map_err(|_| AdminError::Target(base.to_string()))?;
     let target = format!(
         "{}/asana/webhooks/{}",
@@ -77,8 +77,9 @@ pub async fn register(
         hook_id.as_str()
     );
     state.hooks.announce(&hook_id, resource, &target).await?;
-    let token = state.tokens.access_token().await?;
+    let token = state.attacher.tokens.access_token().await?;
     let created = state
+        .attacher
         .asana
         .create_webhook(&token, resource, &target, filters())
         .await?;
@@ -103,14 +104,22 @@ pub async fn register(
 
 /// The workspace's webhooks, as Asana lists them.
 pub async fn list(state: &AppState, workspace: &str) -> Result<Vec<WebhookInfo>, AdminError> {
-    let token = state.tokens.access_token().await?;
-    Ok(state.asana.list_webhooks(&token, workspace).await?)
+    let token = state.attacher.tokens.access_token().await?;
+    Ok(state
+        .attacher
+        .asana
+        .list_webhooks(&token, workspace)
+        .await?)
 }
 
 /// Deletes a webhook in Asana and forgets its secret.
 pub async fn delete(state: &AppState, webhook_gid: &str) -> Result<(), AdminError> {
-    let token = state.tokens.access_token().await?;
-    state.asana.delete_webhook(&token, webhook_gid).await?;
+    let token = state.attacher.tokens.access_token().await?;
+    state
+        .attacher
+        .asana
+        .delete_webhook(&token, webhook_gid)
+        .await?;
     state.hooks.forget(webhook_gid).await?;
     Ok(())
 }

@@ -224,7 +224,7 @@ impl HookStore {
         let path = self.path.clone();
         let bytes = serde_json::to_vec_pretty(file).unwrap_or_default();
         tokio::task::spawn_blocking(move || {
-            crate::atomic_file::write(&path, &bytes)
+            crate::util::atomic_file::write(&path, &bytes)
                 .map_err(|source| HookStoreError::Io { path, source })
         })
         .await

@@ -9,10 +9,9 @@ use tokio::task::JoinHandle;
 use super::events::Event;
 use super::rules::context_command;
 use crate::app::AppState;
-use crate::asana::AsanaError;
-use crate::attach::attach_context;
+use crate::asana::{AsanaError, Marker};
 use crate::domain::{AttachRequest, ContextName, Target, TaskGid};
-use crate::idempotency::{IdempotencyKey, Once, Outcome};
+use crate::idempotency::{IdempotencyKey, Keep, Once, Outcome};
 use crate::render::Format;
 
 /// Events waiting at most; beyond it the receiver answers 503 and Asana delivers again later.
@@ -111,10 +110,13 @@ async fn handle(state: &AppState, event: Event) {
         .run_once(
             &key,
             "",
-            || act(state, &event),
-            |_| Outcome {
-                status: 200,
-                body: serde_json::Value::Null,
+            |_| act(state, &event),
+            |_| {
+                let handled = Outcome {
+                    status: 200,
+                    body: serde_json::Value::Null,
+                };
+                (handled, Keep::Final)
             },
         )
         .await;
@@ -152,7 +154,7 @@ async fn comment_command(
         tracing::debug!(story_gid, "the linker's own comment; no rule applies");
         return None;
     }
-    let token = match state.tokens.access_token().await {
+    let token = match state.attacher.tokens.access_token().await {
         Ok(token) => token,
         Err(error) => {
             tracing::error!(story_gid, %error, "cannot read the story: no Asana token");
@@ -160,13 +162,17 @@ async fn comment_command(
         }
     };
     let story = state
+        .attacher
         .retry
-        .run(|| state.asana.story(&token, story_gid), AsanaError::retry)
+        .run(
+            || state.attacher.asana.story(&token, story_gid),
+            AsanaError::retry,
+        )
         .await;
     let story = match story {
         Ok(story) => story,
         Err(error) => {
-            tracing::error!(story_gid, error = %crate::error::cause_chain(&error), "cannot read the story");
+            tracing::error!(story_gid, error = %crate::util::cause_chain(&error), "cannot read the story");
             return None;
         }
     };
@@ -196,12 +202,14 @@ async fn attach(state: &AppState, identity: &str, task: &str, name: &str, format
             return;
         }
     };
-    match attach_context(state, &request).await {
+    // One marker per event and context: a redelivered event is recognised in Asana too.
+    let marker = Marker::for_key(&format!("{identity}/{name}"));
+    match state.attacher.attach(&request, &marker, false).await {
         Ok(attached) => {
             tracing::info!(identity, task, context = name, ?attached.written, "attached by webhook")
         }
         Err(error) => {
-            tracing::error!(identity, task, context = name, error = %crate::error::cause_chain(&error), "webhook attach failed")
+            tracing::error!(identity, task, context = name, error = %crate::util::cause_chain(&error), "webhook attach failed")
         }
     }
 }

@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wiremock::matchers::{any, body_json, header, method, path};
+use wiremock::matchers::{any, header, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::{
-    ACCESS_TOKEN, STORIES_PATH, Seed, error_code, spawn_app, spawn_app_with, story,
+    ACCESS_TOKEN, CommentIs, STORIES_PATH, Seed, Step, Stories, error_code, spawn_app,
+    spawn_app_with, story,
 };
 
 #[tokio::test]
@@ -21,7 +22,7 @@ async fn attach_posts_plain_text_in_a_data_envelope_and_answers_201() {
             "authorization",
             format!("Bearer {ACCESS_TOKEN}").as_str(),
         ))
-        .and(body_json(json!({"data": {"text": "# Design\nUse Rust."}})))
+        .and(CommentIs("text", "# Design\nUse Rust.".to_owned()))
         .respond_with(ResponseTemplate::new(201).set_body_json(story("555")))
         .expect(1)
         .mount(&app.asana)
@@ -147,13 +148,11 @@ async fn an_unknown_context_gets_404_context_not_found_and_no_comment() {
 }
 
 #[tokio::test]
-async fn asana_failures_map_to_their_error_codes() {
+async fn asana_refusals_map_to_their_error_codes_without_a_retry_or_a_look() {
     let cases = [
         (404, "task_not_found", 404),
         (403, "asana_forbidden", 403),
         (400, "invalid_request", 400),
-        (500, "upstream_error", 502),
-        (503, "upstream_error", 502),
     ];
     for (asana_status, code, status) in cases {
         let app = spawn_app().await;
@@ -167,6 +166,12 @@ async fn asana_failures_map_to_their_error_codes() {
             .expect(1)
             .mount(&app.asana)
             .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(500))
+            .expect(0)
+            .named("no look at the stories after a refusal")
+            .mount(&app.asana)
+            .await;
 
         let response = app
             .post_attach(&json!({"task_gid": "1234567890", "context_name": "n"}))
@@ -174,6 +179,45 @@ async fn asana_failures_map_to_their_error_codes() {
 
         assert_eq!(response.status(), status, "Asana {asana_status}");
         assert_eq!(error_code(response).await, code, "Asana {asana_status}");
+    }
+}
+
+#[tokio::test]
+async fn asana_5xx_that_created_nothing_is_retried_then_answers_502() {
+    for asana_status in [500, 503] {
+        let app = spawn_app_with(
+            Seed::Tokens(Duration::from_secs(3600)),
+            &[("RETRY_MAX_ATTEMPTS", "2")],
+        )
+        .await;
+        app.mount_context("n", "t").await;
+        let stories = Stories::default();
+        stories
+            .mount(
+                &app.asana,
+                vec![Step::Refuse(ResponseTemplate::new(asana_status))],
+            )
+            .await;
+
+        let response = app
+            .post_attach(&json!({"task_gid": "1234567890", "context_name": "n"}))
+            .await;
+
+        assert_eq!(response.status(), 502, "Asana {asana_status}");
+        assert_eq!(error_code(response).await, "upstream_error");
+        let requests = app.asana.received_requests().await.expect("recorded");
+        let count = |verb: &str| {
+            requests
+                .iter()
+                .filter(|r| r.method.as_str() == verb)
+                .count()
+        };
+        assert_eq!(
+            (count("POST"), count("GET")),
+            (2, 2),
+            "Asana {asana_status}: each failed post is looked for, then posted again"
+        );
+        assert_eq!(stories.count(), 0);
     }
 }
 

@@ -1,9 +1,9 @@
 //! `spawn_app()` and the mocks every test shares.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::LazyLock;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use mcp_asana_linker::asana::{AsanaUser, StoredTokens, TokenFile};
 use mcp_asana_linker::config::LogFormat;
@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use wiremock::matchers::{body_string_contains, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// Logs go to stderr only when `TEST_LOG` is set.
 static TRACING: LazyLock<()> = LazyLock::new(|| {
@@ -203,6 +203,10 @@ impl TestApp {
 
 /// An Asana story answer.
 pub fn story(gid: &str) -> Value {
+    story_json(gid)
+}
+
+fn story_json(gid: &str) -> Value {
     json!({"data": {"gid": gid, "resource_type": "story", "type": "comment", "text": "…"}})
 }
 
@@ -227,4 +231,153 @@ pub async fn error_code(response: reqwest::Response) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("not an error envelope: {body}"))
         .to_owned()
+}
+
+/// A fake task's stories: what the linker posts is kept and listed back, as Asana would.
+#[derive(Clone, Default)]
+pub struct Stories(Arc<Mutex<Vec<(Instant, Value)>>>);
+
+/// What the fake does with one POST of a comment.
+pub enum Step {
+    /// Creates the story and answers 201.
+    Create,
+    /// Creates the story (visible from now) but answers with this.
+    CreateAnd(ResponseTemplate),
+    /// Creates the story only after `Duration` (as a slow Asana would) and answers with
+    /// this, delayed by as long.
+    CreateSlowly(Duration),
+    /// Creates nothing and answers with this.
+    Refuse(ResponseTemplate),
+}
+
+/// Answers POSTs of comments by a script of steps (the last one repeats).
+pub struct PostScript {
+    stories: Stories,
+    steps: Mutex<VecDeque<Step>>,
+}
+
+impl Respond for PostScript {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let mut steps = self.steps.lock().expect("steps");
+        let step = if steps.len() > 1 {
+            steps.pop_front().expect("a step")
+        } else {
+            match steps.front() {
+                Some(Step::Create) | None => Step::Create,
+                Some(Step::CreateAnd(answer)) => Step::CreateAnd(answer.clone()),
+                Some(Step::CreateSlowly(delay)) => Step::CreateSlowly(*delay),
+                Some(Step::Refuse(answer)) => Step::Refuse(answer.clone()),
+            }
+        };
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let data = &body["data"];
+        match step {
+            Step::Create => created(&self.stories.add(data, Duration::ZERO)),
+            Step::CreateAnd(answer) => {
+                self.stories.add(data, Duration::ZERO);
+                answer
+            }
+            Step::CreateSlowly(delay) => created(&self.stories.add(data, delay)).set_delay(delay),
+            Step::Refuse(answer) => answer,
+        }
+    }
+}
+
+fn created(gid: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(story_json(gid))
+}
+
+impl Stories {
+    /// Keeps a comment with `data`'s text, visible after `delay`; returns its gid.
+    fn add(&self, data: &Value, delay: Duration) -> String {
+        let mut stories = self.0.lock().expect("stories");
+        let gid = format!("{}", 900 + stories.len());
+        let mut story = json!({"gid": gid, "resource_subtype": "comment_added"});
+        for field in ["text", "html_text"] {
+            if let Some(text) = data[field].as_str() {
+                story[field] = json!(text);
+            }
+        }
+        stories.push((Instant::now() + delay, story));
+        gid
+    }
+
+    /// How many comments the task has (visible or not yet).
+    pub fn count(&self) -> usize {
+        self.0.lock().expect("stories").len()
+    }
+
+    /// The `text` or `html_text` of comment `i`.
+    pub fn text(&self, i: usize) -> String {
+        let stories = self.0.lock().expect("stories");
+        let story = &stories[i].1;
+        story["text"]
+            .as_str()
+            .or(story["html_text"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Mounts the fake on `asana`: POSTs follow `steps`, GETs list what is visible.
+    pub async fn mount(&self, asana: &MockServer, steps: Vec<Step>) {
+        Mock::given(method("POST"))
+            .and(path(STORIES_PATH))
+            .respond_with(PostScript {
+                stories: self.clone(),
+                steps: Mutex::new(steps.into()),
+            })
+            .named("post comment")
+            .mount(asana)
+            .await;
+        let listed = self.clone();
+        Mock::given(method("GET"))
+            .and(path(STORIES_PATH))
+            .respond_with(move |_: &Request| {
+                let now = Instant::now();
+                let data: Vec<Value> = listed
+                    .0
+                    .lock()
+                    .expect("stories")
+                    .iter()
+                    .filter(|(visible, _)| *visible <= now)
+                    .map(|(_, story)| story.clone())
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(json!({"data": data, "next_page": null}))
+            })
+            .named("list stories")
+            .mount(asana)
+            .await;
+    }
+}
+
+/// `text` without the attach marker line that ends every posted comment (checked to be there).
+pub fn without_marker(text: &str) -> String {
+    let (rest, last) = text
+        .strip_suffix("</body>")
+        .map_or((text, None), |inner| (inner, Some("</body>")));
+    let (rest, line) = rest
+        .rsplit_once("\n\n")
+        .unwrap_or_else(|| panic!("no marker line in {text:?}"));
+    let line = line.trim_start_matches("<em>").trim_end_matches("</em>");
+    let id = line
+        .strip_prefix("ref ")
+        .unwrap_or_else(|| panic!("no marker line in {text:?}"));
+    let hex = id.split('.').next().unwrap_or_default();
+    assert!(
+        hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "malformed marker {line:?}"
+    );
+    format!("{rest}{}", last.unwrap_or_default())
+}
+
+/// Matches a posted comment whose `field` is `expected` once its marker line is taken off.
+pub struct CommentIs(pub &'static str, pub String);
+
+impl wiremock::Match for CommentIs {
+    fn matches(&self, request: &Request) -> bool {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        body["data"][self.0].as_str().is_some_and(|text| {
+            std::panic::catch_unwind(|| without_marker(text)).ok() == Some(self.1.clone())
+        })
+    }
 }

@@ -3,10 +3,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wiremock::matchers::{body_json, header, method, path};
+use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{STORIES_PATH, Seed, TestApp, error_code, spawn_app_with, story};
+use crate::helpers::{CommentIs, STORIES_PATH, Seed, TestApp, error_code, spawn_app_with, story};
 use crate::mcp_fixture::{Era, McpFixture, python, script};
 
 const VALID: Seed = Seed::Tokens(Duration::from_secs(3600));
@@ -22,7 +22,7 @@ async fn app_for(fixture: &McpFixture, extra: &[(&str, &str)]) -> TestApp {
 async fn expect_comment(app: &TestApp, text: &str) {
     Mock::given(method("POST"))
         .and(path(STORIES_PATH))
-        .and(body_json(json!({"data": {"text": text}})))
+        .and(CommentIs("text", text.to_owned()))
         .respond_with(ResponseTemplate::new(201).set_body_json(story("1")))
         .expect(1)
         .named(text.to_owned())

@@ -17,34 +17,44 @@ async fn get(app: &TestApp, path: &str) -> reqwest::Response {
 }
 
 #[tokio::test]
-async fn ready_says_why_not_until_a_token_exists_and_again_once_the_grant_is_refused() {
-    let without = spawn_app_with(Seed::Nothing, &[]).await;
-    let not_ready = get(&without, "/ready").await;
-    assert_eq!(not_ready.status(), 503);
-    let body: Value = not_ready.json().await.expect("JSON");
-    assert_eq!(body["ready"], false);
+async fn a_fresh_unconnected_service_is_ready_and_says_it_is_not_connected() {
+    let app = spawn_app_with(Seed::Nothing, &[]).await;
+
+    let response = get(&app, "/ready").await;
+
+    assert_eq!(
+        response.status(),
+        200,
+        "the consent must be routable to a fresh pod"
+    );
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["connected"], false);
     assert!(
-        body["reasons"]
+        body["attention"]
             .to_string()
             .contains("no Asana account is connected"),
         "{body}"
     );
+    let metrics = get(&app, "/metrics").await.text().await.expect("text");
+    assert!(
+        metrics.contains("linker_asana_connected 0"),
+        "not connected at a glance in metrics"
+    );
+}
 
+#[tokio::test]
+async fn a_refused_grant_shows_as_not_connected_without_making_the_service_unready() {
     let app = spawn_app_with(Seed::Tokens(Duration::ZERO), &[]).await;
     app.expect_refresh(
         ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})),
         1,
     )
     .await;
-    let ready = get(&app, "/ready").await;
+    let before: Value = get(&app, "/ready").await.json().await.expect("JSON");
     assert_eq!(
-        ready.status(),
-        200,
-        "an expired token with a refresh token is refreshable"
-    );
-    assert_eq!(
-        ready.json::<Value>().await.expect("JSON"),
-        json!({"ready": true})
+        before["connected"], true,
+        "an expired token with a refresh token is refreshable: {before}"
     );
 
     app.mount_context("n", "t").await;
@@ -53,18 +63,17 @@ async fn ready_says_why_not_until_a_token_exists_and_again_once_the_grant_is_ref
         .await;
     assert_eq!(refused.status(), 503);
     let after = get(&app, "/ready").await;
-    assert_eq!(after.status(), 503);
-    assert!(
-        after
-            .text()
-            .await
-            .expect("body")
-            .contains("no Asana account is connected")
+
+    assert_eq!(after.status(), 200);
+    let after: Value = after.json().await.expect("JSON");
+    assert_eq!(
+        (after["ready"].clone(), after["connected"].clone()),
+        (json!(true), json!(false))
     );
 }
 
 #[tokio::test]
-async fn ready_reports_an_unreachable_context_server() {
+async fn an_unreachable_context_server_is_reported_without_making_the_service_unready() {
     let app = spawn_app_with(
         Seed::Tokens(Duration::from_secs(3600)),
         &[("MCP_SERVER_URL", "http://127.0.0.1:9")],
@@ -73,13 +82,32 @@ async fn ready_reports_an_unreachable_context_server() {
 
     let response = get(&app, "/ready").await;
 
-    assert_eq!(response.status(), 503);
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["context_server"], "unreachable");
     assert!(
-        response
-            .text()
-            .await
-            .expect("body")
-            .contains("context server unreachable")
+        body["attention"]
+            .to_string()
+            .contains("context server unreachable"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn storage_that_cannot_be_written_makes_the_service_unready() {
+    let app = spawn_app().await;
+    let dir = app.token_path.parent().expect("data dir").to_owned();
+    std::fs::remove_file(dir.join("idempotency_keys.jsonl")).ok();
+    std::fs::remove_dir_all(&dir).expect("remove the data dir");
+    std::fs::write(&dir, b"not a directory").expect("a file where the directory was");
+
+    let response = get(&app, "/ready").await;
+
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.expect("JSON");
+    assert!(
+        body["reasons"].to_string().contains("storage not writable"),
+        "{body}"
     );
 }
 

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
-use crate::helpers::{STORIES_PATH, Seed, TestApp, error_code, spawn_app_with, story};
+use crate::helpers::{
+    STORIES_PATH, Seed, Step, Stories, TestApp, error_code, spawn_app_with, story, without_marker,
+};
 
 const VALID: Seed = Seed::Tokens(Duration::from_secs(3600));
 
@@ -34,19 +36,6 @@ impl Respond for RateLimitedUntil {
             ResponseTemplate::new(201).set_body_json(story("1"))
         }
     }
-}
-
-/// The task's stories as Asana lists them: one comment by the seeded user, made just now.
-fn stories_with_our_comment(gid: &str, text: &str) -> ResponseTemplate {
-    let now = chrono::Utc::now().to_rfc3339();
-    ResponseTemplate::new(200).set_body_json(json!({
-        "data": [
-            {"gid": "100", "resource_subtype": "assigned", "created_at": now, "created_by": {"gid": "42"}},
-            {"gid": gid, "resource_subtype": "comment_added", "text": text, "created_at": now,
-             "created_by": {"gid": "42"}}
-        ],
-        "next_page": null
-    }))
 }
 
 async fn mount_stories_list(app: &TestApp, answer: ResponseTemplate) {
@@ -146,68 +135,155 @@ async fn a_context_server_503_is_retried() {
 async fn a_500_from_asana_after_it_created_the_comment_does_not_post_it_again() {
     let app = spawn_app_with(VALID, &[]).await;
     app.mount_context("n", "the text").await;
-    Mock::given(method("POST"))
-        .and(path(STORIES_PATH))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(1)
-        .mount(&app.asana)
+    let stories = Stories::default();
+    stories
+        .mount(
+            &app.asana,
+            vec![Step::CreateAnd(ResponseTemplate::new(500))],
+        )
         .await;
-    mount_stories_list(&app, stories_with_our_comment("777", "the text")).await;
 
     let response = app.post_attach(&body()).await;
 
     assert_eq!(response.status(), 201);
     let answer: Value = response.json().await.expect("JSON");
-    assert_eq!(answer["story_gid"], "777");
+    assert_eq!(answer["story_gid"], "900");
+    assert_eq!(stories.count(), 1, "posted once");
 }
 
 #[tokio::test]
 async fn a_timeout_whose_comment_exists_is_not_posted_again() {
     let app = spawn_app_with(VALID, &[("ASANA_TIMEOUT_SECS", "1")]).await;
     app.mount_context("n", "the text").await;
-    Mock::given(method("POST"))
-        .and(path(STORIES_PATH))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(story("778"))
-                .set_delay(Duration::from_secs(3)),
-        )
-        .expect(1)
-        .mount(&app.asana)
+    let stories = Stories::default();
+    let slow_answer = ResponseTemplate::new(201)
+        .set_body_json(story("900"))
+        .set_delay(Duration::from_secs(3));
+    stories
+        .mount(&app.asana, vec![Step::CreateAnd(slow_answer)])
         .await;
-    mount_stories_list(&app, stories_with_our_comment("778", "the text")).await;
 
     let response = app.post_attach(&body()).await;
 
     assert_eq!(response.status(), 201);
     let answer: Value = response.json().await.expect("JSON");
-    assert_eq!(answer["story_gid"], "778");
+    assert_eq!(answer["story_gid"], "900");
+    assert_eq!(stories.count(), 1);
 }
 
 #[tokio::test]
-async fn a_timeout_whose_comment_is_absent_is_posted_exactly_once_more() {
-    let app = spawn_app_with(VALID, &[("ASANA_TIMEOUT_SECS", "1")]).await;
+async fn a_5xx_answer_whose_comment_is_absent_is_posted_exactly_once_more() {
+    let app = spawn_app_with(VALID, &[]).await;
     app.mount_context("n", "the text").await;
-    Mock::given(method("POST"))
-        .and(path(STORIES_PATH))
-        .respond_with(ResponseTemplate::new(504).set_delay(Duration::from_secs(3)))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .expect(1)
-        .mount(&app.asana)
+    let stories = Stories::default();
+    stories
+        .mount(
+            &app.asana,
+            vec![Step::Refuse(ResponseTemplate::new(503)), Step::Create],
+        )
         .await;
-    app.expect_story("779", 1).await;
-    mount_stories_list(
-        &app,
-        ResponseTemplate::new(200).set_body_json(json!({"data": [], "next_page": null})),
-    )
-    .await;
 
     let response = app.post_attach(&body()).await;
 
     assert_eq!(response.status(), 201);
     let answer: Value = response.json().await.expect("JSON");
-    assert_eq!(answer["story_gid"], "779");
+    assert_eq!(answer["story_gid"], "900");
+    assert_eq!(stories.count(), 1);
+}
+
+#[tokio::test]
+async fn a_second_attach_of_the_same_context_is_posted_although_the_first_has_the_same_text() {
+    let app = spawn_app_with(VALID, &[]).await;
+    app.mount_context("n", "the text").await;
+    let stories = Stories::default();
+    stories
+        .mount(
+            &app.asana,
+            vec![
+                Step::Create,
+                Step::Refuse(ResponseTemplate::new(503)),
+                Step::Create,
+            ],
+        )
+        .await;
+
+    let first = app.post_attach(&body()).await;
+    let second = app.post_attach(&body()).await;
+
+    let first: Value = first.json().await.expect("JSON");
+    let second: Value = second.json().await.expect("JSON");
+    assert_eq!(first["story_gid"], "900");
+    assert_eq!(
+        second["story_gid"], "901",
+        "the second attach must not claim the first one's comment"
+    );
+    assert_eq!(stories.count(), 2);
+    assert_eq!(
+        without_marker(&stories.text(0)),
+        without_marker(&stories.text(1)),
+        "same text, told apart by the marker only"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_asana_gets_one_post_and_a_504_then_a_retry_with_the_key_finds_the_comment() {
+    let app = spawn_app_with(VALID, &[("ASANA_TIMEOUT_SECS", "1")]).await;
+    app.mount_context("n", "the text").await;
+    let stories = Stories::default();
+    stories
+        .mount(
+            &app.asana,
+            vec![Step::CreateSlowly(Duration::from_millis(2500))],
+        )
+        .await;
+
+    let first = post_with_key(&app, "slow-1", &body()).await;
+
+    assert_eq!(first.status(), 504);
+    let message = first.text().await.expect("body");
+    assert!(message.contains("outcome_unknown"), "{message}");
+    assert!(message.contains("same Idempotency-Key"), "{message}");
+    assert_eq!(stories.count(), 1, "no second post while it cannot tell");
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+
+    let retry = post_with_key(&app, "slow-1", &body()).await;
+
+    assert_eq!(retry.status(), 201);
+    let answer: Value = retry.json().await.expect("JSON");
+    assert_eq!(answer["story_gid"], "900");
+    assert_eq!(stories.count(), 1, "found, not posted again");
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_kept_and_a_retry_posts_only_when_the_comment_is_absent() {
+    let app = spawn_app_with(VALID, &[("ASANA_TIMEOUT_SECS", "1")]).await;
+    app.mount_context("n", "the text").await;
+    let stories = Stories::default();
+    let lost = ResponseTemplate::new(504).set_delay(Duration::from_secs(2));
+    stories
+        .mount(&app.asana, vec![Step::Refuse(lost), Step::Create])
+        .await;
+
+    let first = post_with_key(&app, "lost-1", &body()).await;
+    let retry = post_with_key(&app, "lost-1", &body()).await;
+    let replay = post_with_key(&app, "lost-1", &body()).await;
+
+    assert_eq!(first.status(), 504);
+    assert_eq!(retry.status(), 201);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(stories.count(), 1, "posted by the retry only");
+    let gets = app
+        .asana
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .filter(|r| r.method.as_str() == "GET")
+        .count();
+    assert_eq!(
+        gets, 2,
+        "the first try looked once, the retry looked before posting"
+    );
 }
 
 #[tokio::test]
@@ -224,8 +300,63 @@ async fn when_the_check_fails_the_comment_is_not_posted_blindly() {
 
     let response = app.post_attach(&body()).await;
 
-    assert_eq!(response.status(), 502);
-    assert_eq!(error_code(response).await, "upstream_error");
+    assert_eq!(response.status(), 504);
+    assert_eq!(error_code(response).await, "outcome_unknown");
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_does_not_cancel_the_attach_and_its_outcome_is_kept() {
+    let app = spawn_app_with(VALID, &[]).await;
+    app.mount_context("n", "the text").await;
+    let stories = Stories::default();
+    let slow = ResponseTemplate::new(201)
+        .set_body_json(story("900"))
+        .set_delay(Duration::from_millis(800));
+    stories.mount(&app.asana, vec![Step::CreateAnd(slow)]).await;
+
+    let hung_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        post_with_key(&app, "hang-up", &body()),
+    )
+    .await;
+    assert!(hung_up.is_err(), "the client gave up before the answer");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let retry = post_with_key(&app, "hang-up", &body()).await;
+
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let answer: Value = retry.json().await.expect("JSON");
+    assert_eq!(answer["story_gid"], "900");
+    assert_eq!(stories.count(), 1);
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_budget_answers_429_at_once_with_the_time_left() {
+    let app = spawn_app_with(VALID, &[]).await;
+    app.mount_context("n", "t").await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "3600"))
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+
+    let started = Instant::now();
+    let first = app.post_attach(&body()).await;
+    let second = app.post_attach(&body()).await;
+
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "nobody waits an hour"
+    );
+    assert_eq!(first.status(), 429);
+    let retry_after: u64 = second.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((3590..=3600).contains(&retry_after), "{retry_after}");
+    assert_eq!(error_code(second).await, "asana_rate_limited");
 }
 
 async fn post_with_key(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
@@ -367,7 +498,7 @@ async fn a_slow_upstream_never_holds_a_client_past_the_request_deadline() {
     let response = app.post_attach(&body()).await;
 
     assert_eq!(response.status(), 504);
-    assert_eq!(error_code(response).await, "upstream_timeout");
+    assert_eq!(error_code(response).await, "outcome_unknown");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "took {:?}",

@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wiremock::matchers::{body_json, method, path};
+use wiremock::matchers::{body_json, body_partial_json, method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
-use crate::helpers::{STORIES_PATH, Seed, TestApp, error_code, spawn_app_with, story};
+use crate::helpers::{
+    CommentIs, STORIES_PATH, Seed, TestApp, error_code, spawn_app_with, story, without_marker,
+};
 
 const VALID: Seed = Seed::Tokens(Duration::from_secs(3600));
 
@@ -32,13 +34,10 @@ async fn markdown_is_posted_as_html_text_with_a_header() {
     let app = rich_app(&[]).await;
     app.mount_context("design_notes", "# Design\nUse **Rust** & <b>care</b>.")
         .await;
-    let expected = format!(
-        "<body><strong>Context design_notes from {}</strong>\n\n<strong>Design</strong>\n\nUse <strong>Rust</strong> &amp; &lt;b&gt;care&lt;/b&gt;.</body>",
-        app.context.uri()
-    );
+    let expected = "<body><strong>Context design_notes (REST context)</strong>\n\n<strong>Design</strong>\n\nUse <strong>Rust</strong> &amp; &lt;b&gt;care&lt;/b&gt;.</body>";
     Mock::given(method("POST"))
         .and(path(STORIES_PATH))
-        .and(body_json(json!({"data": {"html_text": expected}})))
+        .and(CommentIs("html_text", expected.to_owned()))
         .respond_with(ResponseTemplate::new(201).set_body_json(story("1")))
         .expect(1)
         .mount(&app.asana)
@@ -55,9 +54,11 @@ async fn a_pinned_comment_carries_is_pinned() {
     app.mount_context("design_notes", "*note*").await;
     Mock::given(method("POST"))
         .and(path(STORIES_PATH))
-        .and(body_json(
-            json!({"data": {"html_text": "<body><em>note</em></body>", "is_pinned": true}}),
+        .and(CommentIs(
+            "html_text",
+            "<body><em>note</em></body>".to_owned(),
         ))
+        .and(body_partial_json(json!({"data": {"is_pinned": true}})))
         .respond_with(ResponseTemplate::new(201).set_body_json(story("1")))
         .expect(1)
         .mount(&app.asana)
@@ -104,8 +105,7 @@ async fn a_long_context_is_posted_as_numbered_parts_in_order() {
         let body: Value = serde_json::from_slice(&post.body).expect("JSON body");
         let html = body["data"]["html_text"].as_str().expect("html_text");
         let header = format!(
-            "<strong>Context design_notes from {} ({}/3)</strong>",
-            app.context.uri(),
+            "<strong>Context design_notes (REST context) ({}/3)</strong>",
             i + 1
         );
         assert!(
@@ -121,6 +121,10 @@ async fn a_long_context_is_posted_as_numbered_parts_in_order() {
             html.contains("Posted by mcp-asana-linker"),
             i == 2,
             "footer on the last part only"
+        );
+        assert!(
+            without_marker(html).len() < html.len() && html.contains(&format!(".{}</em>", i + 1)),
+            "part {i} ends with its own marker: {html}"
         );
     }
 }

@@ -12,7 +12,7 @@ use sha2::Sha256;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
-use crate::helpers::{STORIES_PATH, Seed, TestApp, spawn_app_with, story};
+use crate::helpers::{CommentIs, STORIES_PATH, Seed, TestApp, spawn_app_with, story};
 
 const VALID: Seed = Seed::Tokens(Duration::from_secs(3600));
 const SECRET: &str = "hook-secret-1";
@@ -288,8 +288,9 @@ async fn a_tag_rule_from_the_rules_file_attaches_its_context() {
     app.mount_context("design_notes", "a < b").await;
     Mock::given(method("POST"))
         .and(path(STORIES_PATH))
-        .and(wiremock::matchers::body_json(
-            json!({"data": {"html_text": "<body><code>a &lt; b</code></body>"}}),
+        .and(CommentIs(
+            "html_text",
+            "<body><code>a &lt; b</code></body>".to_owned(),
         ))
         .respond_with(ResponseTemplate::new(201).set_body_json(story("9004")))
         .expect(1)

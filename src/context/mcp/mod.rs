@@ -93,9 +93,9 @@ impl McpSource {
                 text: content::resource_text(&read.contents),
                 mime_type: content::mime_type(&read.contents),
                 source: SourceRef::McpResource {
-                    uri: uri.to_owned(),
+                    uri: super::without_credentials(uri),
                 },
-                origin: uri.to_owned(),
+                server_host: self.session.target().host(),
             }),
             Err(error) if is_not_found(&error) => Err(ContextError::NotFound {
                 name: uri.to_owned(),
@@ -129,7 +129,7 @@ impl McpSource {
                 source: SourceRef::McpPrompt {
                     name: name.to_owned(),
                 },
-                origin: format!("prompt {name} on {}", self.session.target().describe()),
+                server_host: self.session.target().host(),
             }),
             // The prompt exists (it is listed), so invalid params means bad arguments.
             Err(error) if is_not_found(&error) => {

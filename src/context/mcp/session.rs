@@ -32,11 +32,20 @@ pub enum McpTarget {
 }
 
 impl McpTarget {
-    /// The endpoint URL or the stdio command, for logs and comment headers.
+    /// The endpoint URL (without credentials) or the stdio program, for logs.
     pub fn describe(&self) -> String {
         match self {
-            Self::Http { url, .. } => url.to_string(),
-            Self::Stdio(words) => format!("stdio:{}", words.join(" ")),
+            Self::Http { url, .. } => crate::context::without_credentials(url.as_str()),
+            // Only the program: its arguments may carry tokens.
+            Self::Stdio(words) => format!("stdio:{}", words.first().map_or("", String::as_str)),
+        }
+    }
+
+    /// The server's `host[:port]`; `None` for a command.
+    pub fn host(&self) -> Option<String> {
+        match self {
+            Self::Http { url, .. } => crate::context::host_of(url),
+            Self::Stdio(_) => None,
         }
     }
 }
@@ -91,7 +100,7 @@ impl Session {
             let outcome = tokio::time::timeout(self.timeout, op(peer))
                 .await
                 .map_err(|_| ContextError::Timeout)?;
-            crate::metrics::upstream(
+            crate::telemetry::metrics::upstream(
                 "mcp",
                 match &outcome {
                     Ok(_) => "ok",
@@ -108,7 +117,7 @@ impl Session {
                     self.discard(generation).await;
                     retried = true;
                 }
-                Err(error) => return Err(ContextError::Mcp(crate::error::cause_chain(&error))),
+                Err(error) => return Err(ContextError::Mcp(crate::util::cause_chain(&error))),
             }
         }
     }
@@ -152,7 +161,7 @@ impl Session {
         let handshake_failed = |error: &dyn std::error::Error| {
             ContextError::Unreachable(format!(
                 "MCP handshake failed: {}",
-                crate::error::cause_chain(error)
+                crate::util::cause_chain(error)
             ))
         };
         let client = match &self.target {

@@ -6,42 +6,26 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
-use crate::access::MetricsAccess;
 use crate::app::AppState;
+use crate::http::access::MetricsAccess;
+use crate::service::readiness::Report;
 
-/// The readiness answer.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ReadyBody {
-    /// Whether the service can do its job.
-    pub ready: bool,
-    /// Why not, when not.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub reasons: Vec<String>,
-}
-
-/// Readiness: 200 when settings are complete, a token is valid or refreshable and the
-/// context source is reachable (checked at most every 30 s); else 503 with reasons.
+/// Readiness: 200 when this process can serve requests (its storage is writable); 503 with
+/// reasons otherwise. Whether Asana is connected and the context server reachable is
+/// reported in the body (and in metrics) but does not make the service unready.
 #[utoipa::path(get, path = "/ready", tag = "operations", responses(
-    (status = 200, description = "Ready", body = ReadyBody),
-    (status = 503, description = "Not ready, with reasons", body = ReadyBody),
+    (status = 200, description = "Ready; `connected` and `attention` say what else needs doing", body = Report),
+    (status = 503, description = "Not ready, with reasons", body = Report),
 ))]
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let reasons = state.readiness.reasons(&state).await;
-    let status = if reasons.is_empty() {
+    let report = state.readiness.report(&state).await;
+    let status = if report.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(ReadyBody {
-            ready: reasons.is_empty(),
-            reasons,
-        }),
-    )
-        .into_response()
+    (status, Json(report)).into_response()
 }
 
 /// Prometheus metrics in the text exposition format.
@@ -51,7 +35,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 pub async fn metrics(_: MetricsAccess) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::handle().render(),
+        crate::telemetry::metrics::handle().render(),
     )
         .into_response()
 }

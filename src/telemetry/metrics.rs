@@ -174,3 +174,10 @@ pub fn story_posted() {
         })
         .increment(1);
 }
+
+/// Sets the gauges of what readiness found: a connected Asana account, a reachable context
+/// server (1 or 0).
+pub fn readiness(connected: bool, context_reachable: bool) {
+    metrics::gauge!("linker_asana_connected").set(f64::from(u8::from(connected)));
+    metrics::gauge!("linker_context_server_reachable").set(f64::from(u8::from(context_reachable)));
+}

@@ -1,4 +1,9 @@
-//! Logging: the tracing subscriber (pretty or JSON).
+//! Telemetry: the tracing subscriber (pretty or JSON), request ids, the per-request layer,
+//! and Prometheus metrics.
+
+pub mod metrics;
+pub mod observe;
+pub mod request_id;
 
 use tracing_subscriber::EnvFilter;
 

@@ -92,6 +92,7 @@ pub async fn finish(
         None => profile(state, &granted.access_token).await?,
     };
     state
+        .attacher
         .tokens
         .store_consent(granted, user.clone())
         .await
@@ -101,5 +102,10 @@ pub async fn finish(
 }
 
 async fn profile(state: &AppState, token: &SecretString) -> Result<AsanaUser, ConnectError> {
-    state.asana.me(token).await.map_err(ConnectError::Profile)
+    state
+        .attacher
+        .asana
+        .me(token)
+        .await
+        .map_err(ConnectError::Profile)
 }

@@ -79,7 +79,7 @@ impl Attempts {
         let spent = self.started.elapsed();
         let within_budget = spent + wait <= self.policy.budget;
         (self.made < self.policy.max_attempts && within_budget).then(|| {
-            crate::metrics::retry();
+            crate::telemetry::metrics::retry();
             tracing::info!(
                 attempt = self.made,
                 wait_ms = wait.as_millis() as u64,

@@ -10,8 +10,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::app::AppState;
 use crate::asana::OAuthError;
-use crate::connect::{self, CallbackParams, ConnectError};
-use crate::error::{ApiError, cause_chain};
+use crate::http::error::ApiError;
+use crate::service::connect::{self, CallbackParams, ConnectError};
+use crate::util::cause_chain;
 
 /// Cookie binding a consent's `state` to the browser that started it.
 const STATE_COOKIE: &str = "linker_oauth_state";
@@ -19,7 +20,7 @@ const STATE_COOKIE: &str = "linker_oauth_state";
 /// Redirects to Asana's consent page (state and PKCE) and sets the state cookie.
 #[utoipa::path(get, path = "/asana/oauth/authorize", tag = "oauth", responses(
     (status = 303, description = "Redirect to Asana's consent page"),
-    (status = 503, description = "OAuth settings missing", body = crate::openapi::ErrorBody),
+    (status = 503, description = "OAuth settings missing", body = crate::http::openapi::ErrorBody),
 ))]
 pub async fn authorize(State(state): State<Arc<AppState>>) -> Response {
     let (url, consent_state) = match connect::start(&state) {

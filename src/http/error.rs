@@ -3,17 +3,20 @@
 
 use std::error::Error;
 
+use crate::util::cause_chain;
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use tracing::Level;
 
 use crate::asana::{AsanaError, OAuthError, TokenError};
-use crate::attach::AttachError;
 use crate::context::ContextError;
 use crate::domain::InvalidInput;
+use crate::service::attach::AttachError;
 
 /// A failure as the client sees it. Each variant owns its status code and `code` string.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,10 @@ pub enum ApiError {
     /// 504 `upstream_timeout`: Asana or the context server did not answer in time.
     #[error("{0} did not answer in time")]
     UpstreamTimeout(&'static str),
+    /// 504 `outcome_unknown`: a write was sent and its outcome is unknown; retrying with the
+    /// same `Idempotency-Key` finds what was posted instead of posting twice.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// 422 `idempotency_key_reused`: the key was used with another body.
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyKeyReused,
@@ -94,60 +101,54 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Status, `code` and log level of every variant, in one place. ERROR is kept for what
+    /// an operator must act on (a fault of ours); failures of others are WARN, refusals INFO.
+    fn parts(&self) -> (StatusCode, &'static str, Level) {
+        use Level as L;
+        use StatusCode as S;
+        match self {
+            Self::InvalidRequest(_) => (S::BAD_REQUEST, "invalid_request", L::INFO),
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", L::INFO),
+            Self::RouteNotFound => (S::NOT_FOUND, "not_found", L::INFO),
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed", L::INFO),
+            Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large", L::INFO),
+            Self::ContextTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "context_too_large", L::INFO),
+            Self::UnsupportedMediaType => {
+                (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", L::INFO)
+            }
+            Self::ContextNotFound { .. } => (S::NOT_FOUND, "context_not_found", L::INFO),
+            Self::ListingUnsupported(_) => (S::NOT_IMPLEMENTED, "listing_not_supported", L::INFO),
+            Self::TaskNotFound(_) => (S::NOT_FOUND, "task_not_found", L::INFO),
+            Self::AsanaForbidden(_) => (S::FORBIDDEN, "asana_forbidden", L::INFO),
+            Self::AsanaRateLimited { .. } => (S::TOO_MANY_REQUESTS, "asana_rate_limited", L::WARN),
+            Self::AsanaNotConnected(_) => (S::SERVICE_UNAVAILABLE, "asana_not_connected", L::WARN),
+            Self::NotConfigured(_) => (S::SERVICE_UNAVAILABLE, "not_configured", L::WARN),
+            Self::Upstream { .. } => (S::BAD_GATEWAY, "upstream_error", L::WARN),
+            Self::UpstreamTimeout(_) => (S::GATEWAY_TIMEOUT, "upstream_timeout", L::WARN),
+            Self::OutcomeUnknown(_) => (S::GATEWAY_TIMEOUT, "outcome_unknown", L::WARN),
+            Self::IdempotencyKeyReused => {
+                (S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", L::INFO)
+            }
+            Self::WebhookHandshakeRefused => (S::FORBIDDEN, "webhook_handshake_refused", L::INFO),
+            Self::WebhookQueueFull => (S::SERVICE_UNAVAILABLE, "webhook_queue_full", L::WARN),
+            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal_error", L::ERROR),
+        }
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::RouteNotFound | Self::ContextNotFound { .. } | Self::TaskNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge | Self::ContextTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::AsanaForbidden(_) => StatusCode::FORBIDDEN,
-            Self::AsanaRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::AsanaNotConnected(_) | Self::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
-            Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::ListingUnsupported(_) => StatusCode::NOT_IMPLEMENTED,
-            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::WebhookHandshakeRefused => StatusCode::FORBIDDEN,
-            Self::WebhookQueueFull => StatusCode::SERVICE_UNAVAILABLE,
-        }
+        self.parts().0
     }
 
     /// The stable `code` string clients match on.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::Unauthorized(_) => "unauthorized",
-            Self::RouteNotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::ContextTooLarge(_) => "context_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::ContextNotFound { .. } => "context_not_found",
-            Self::ListingUnsupported(_) => "listing_not_supported",
-            Self::IdempotencyKeyReused => "idempotency_key_reused",
-            Self::WebhookHandshakeRefused => "webhook_handshake_refused",
-            Self::WebhookQueueFull => "webhook_queue_full",
-            Self::TaskNotFound(_) => "task_not_found",
-            Self::AsanaForbidden(_) => "asana_forbidden",
-            Self::AsanaRateLimited { .. } => "asana_rate_limited",
-            Self::AsanaNotConnected(_) => "asana_not_connected",
-            Self::NotConfigured(_) => "not_configured",
-            Self::Upstream { .. } => "upstream_error",
-            Self::UpstreamTimeout(_) => "upstream_timeout",
-            Self::Internal(_) => "internal_error",
-        }
+        self.parts().1
     }
 
     /// The JSON body: `{"error": {"code", "message"}}`.
     pub fn envelope(&self) -> serde_json::Value {
         let mut error = json!({"code": self.code(), "message": self.to_string()});
-        if let Some(id) = crate::request_id::current() {
+        if let Some(id) = crate::telemetry::request_id::current() {
             error["request_id"] = json!(id);
         }
         json!({"error": error})
@@ -169,30 +170,26 @@ fn did_you_mean(suggestions: &[String]) -> String {
     }
 }
 
-/// Formats an error and its sources as one line, for the log.
-pub fn cause_chain(error: &dyn Error) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
+/// What the request's one log line says about its error, attached to the response for
+/// [`crate::telemetry::observe`] to write: the code, the level, and the detail (the cause,
+/// for failures whose client message leaves it out).
+#[derive(Debug, Clone)]
+pub struct ErrorLog {
+    /// The error's `code`.
+    pub code: &'static str,
+    /// The level of the request's log line.
+    pub level: Level,
+    /// What the operator reads.
+    pub detail: String,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        match &self {
-            Self::Upstream { cause, .. } | Self::Internal(cause) => {
-                tracing::error!(code = self.code(), cause = %cause, "request failed");
-            }
-            _ if status.is_server_error() => {
-                tracing::warn!(code = self.code(), error = %self, "request failed");
-            }
-            _ => tracing::info!(code = self.code(), error = %self, "request refused"),
-        }
+        let (status, code, level) = self.parts();
+        let detail = match &self {
+            Self::Upstream { cause, .. } | Self::Internal(cause) => cause.clone(),
+            other => other.to_string(),
+        };
         let mut response = (status, axum::Json(self.envelope())).into_response();
         if let Self::AsanaRateLimited {
             retry_after: Some(secs),
@@ -202,6 +199,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        response.extensions_mut().insert(ErrorLog {
+            code,
+            level,
+            detail,
+        });
         response
     }
 }
@@ -251,6 +253,9 @@ impl From<AsanaError> for ApiError {
             }
             AsanaError::RateLimited { retry_after } => Self::AsanaRateLimited { retry_after },
             AsanaError::Timeout => Self::UpstreamTimeout("Asana"),
+            AsanaError::MaybePosted(_) => Self::OutcomeUnknown(
+                "Asana did not confirm the comment and it could not be found yet: it may have been posted; retry with the same Idempotency-Key to find it without posting twice".to_owned(),
+            ),
             other => Self::upstream("Asana failed", &other),
         }
     }
@@ -312,39 +317,27 @@ where
 mod tests {
     use super::*;
 
+    /// Reads the codes out of `parts`, the one match every variant must be in (the compiler
+    /// sees to that), so no code can be missed by a hand-made list.
     #[test]
-    fn every_code_is_snake_case() {
-        let errors = [
-            ApiError::InvalidRequest(String::new()),
-            ApiError::Unauthorized(""),
-            ApiError::RouteNotFound,
-            ApiError::MethodNotAllowed,
-            ApiError::PayloadTooLarge,
-            ApiError::ContextTooLarge(String::new()),
-            ApiError::UnsupportedMediaType,
-            ApiError::ContextNotFound {
-                name: String::new(),
-                suggestions: vec![],
-            },
-            ApiError::ListingUnsupported(String::new()),
-            ApiError::TaskNotFound(String::new()),
-            ApiError::AsanaForbidden(String::new()),
-            ApiError::AsanaRateLimited { retry_after: None },
-            ApiError::AsanaNotConnected(String::new()),
-            ApiError::NotConfigured(vec![]),
-            ApiError::UpstreamTimeout("x"),
-            ApiError::Internal(String::new()),
-            ApiError::IdempotencyKeyReused,
-            ApiError::WebhookHandshakeRefused,
-            ApiError::WebhookQueueFull,
-        ];
-        for error in errors {
-            let code = error.code();
+    fn every_code_is_snake_case_and_unique_to_its_variant() {
+        let source = include_str!("error.rs");
+        let start = source.find("fn parts(").expect("parts is defined");
+        let end = start + source[start..].find("\n    }\n").expect("parts ends");
+        let codes: Vec<&str> = source[start..end].split('"').skip(1).step_by(2).collect();
+        let variants = source[start..end].matches("Self::").count();
+
+        assert_eq!(codes.len(), variants, "one code per variant");
+        for code in &codes {
             assert!(
-                code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
                 "{code} is not snake_case"
             );
         }
+        let mut unique = codes.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), codes.len(), "codes are unique");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
-use crate::error::{ApiError, cause_chain};
+use crate::http::error::ApiError;
+use crate::util::cause_chain;
 use crate::webhooks::{EventBatch, HandshakeRefused, HookId, Job, verify_signature};
 
 /// Handshake (`X-Hook-Secret`) or events (`X-Hook-Signature`).
@@ -21,9 +22,9 @@ use crate::webhooks::{EventBatch, HandshakeRefused, HookId, Job, verify_signatur
     ),
     responses(
         (status = 200, description = "Handshake echoed, or events queued"),
-        (status = 401, description = "Bad or missing signature", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Handshake for a hook not announced", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Queue full", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Bad or missing signature", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Handshake for a hook not announced", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "Queue full", body = crate::http::openapi::ErrorBody),
     ))]
 pub async fn receive(
     State(state): State<Arc<AppState>>,

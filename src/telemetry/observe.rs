@@ -13,9 +13,10 @@ use axum::http::{HeaderValue, Method, Response};
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
-use tracing::Span;
+use tracing::{Level, Span};
 
-use crate::request_id;
+use crate::http::error::ErrorLog;
+use crate::telemetry::request_id;
 
 /// Wraps each route in [`Observe`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -103,15 +104,25 @@ where
             let status = response.status();
             let elapsed = this.started.elapsed();
             let latency_ms = elapsed.as_secs_f64() * 1000.0;
-            if status.is_server_error() {
-                tracing::error!(status = status.as_u16(), latency_ms, "response");
-            } else {
-                tracing::info!(status = status.as_u16(), latency_ms, "response");
+            // The request's one log line: its level and error code come from the error that
+            // made the response, if any (the error itself logs nothing).
+            let status = status.as_u16();
+            match response.extensions().get::<ErrorLog>() {
+                Some(e) if e.level == Level::ERROR => {
+                    tracing::error!(status, latency_ms, code = e.code, detail = %e.detail, "response")
+                }
+                Some(e) if e.level == Level::WARN => {
+                    tracing::warn!(status, latency_ms, code = e.code, detail = %e.detail, "response")
+                }
+                Some(e) => {
+                    tracing::info!(status, latency_ms, code = e.code, detail = %e.detail, "response")
+                }
+                None => tracing::info!(status, latency_ms, "response"),
             }
-            crate::metrics::request(
+            crate::telemetry::metrics::request(
                 this.route.as_ref().map_or("unmatched", MatchedPath::as_str),
                 this.method,
-                status,
+                response.status(),
                 elapsed,
             );
             if let Some(header) = this.header.take() {

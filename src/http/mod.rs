@@ -1,0 +1,6 @@
+//! The HTTP edge: routes (thin handlers), access checks, the one error envelope, OpenAPI.
+
+pub mod access;
+pub mod error;
+pub mod openapi;
+pub mod routes;

@@ -1,0 +1,187 @@
+//! `POST /asana/attach-context`, with an optional `Idempotency-Key`, and
+//! `POST /asana/preview`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::http::access::ApiAccess;
+use tracing::Instrument;
+
+use crate::app::AppState;
+use crate::asana::Marker;
+use crate::domain::{AttachRequest, AttachRequestBody};
+use crate::http::error::{ApiError, ApiJson};
+use crate::idempotency::{IdempotencyKey, Keep, Once, Outcome, fingerprint};
+use crate::service::attach::{Attached, Preview};
+use crate::telemetry::request_id;
+
+/// Posts the named context as a comment on the task; 201 with the story gid. With an
+/// `Idempotency-Key`, a repeat within 24 h gets the first outcome again.
+#[utoipa::path(post, path = "/asana/attach-context", tag = "contexts",
+    security((), ("api_key" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first outcome for 24 h")),
+    request_body = AttachRequestBody,
+    responses(
+        (status = 201, description = "Comment(s) posted", body = Attached),
+        (status = 200, description = "Custom field set", body = Attached),
+        (status = 400, description = "Invalid request", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Context or task not found", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Body or context too large", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another body", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "Asana rate limit", body = crate::http::openapi::ErrorBody),
+        (status = 502, description = "Upstream failed", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "Not connected or not configured", body = crate::http::openapi::ErrorBody),
+        (status = 504, description = "Upstream timeout", body = crate::http::openapi::ErrorBody),
+    ))]
+pub async fn attach(
+    State(state): State<Arc<AppState>>,
+    _: ApiAccess,
+    IdempotencyHeader(key): IdempotencyHeader,
+    ApiJson(body): ApiJson<AttachRequestBody>,
+) -> Result<Response, ApiError> {
+    let request = AttachRequest::try_from(body)?;
+    let deadline = state.request_deadline;
+    // On a task of its own: once it writes to Asana it must run to its end and record its
+    // outcome, whether or not the client is still there to read it.
+    let id = request_id::current().unwrap_or_default();
+    let run = request_id::scope(id, run_keyed(state, request, key)).in_current_span();
+    let attach = tokio::spawn(run);
+    match tokio::time::timeout(deadline, attach).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(join)) => Err(ApiError::Internal(format!("the attach task failed: {join}"))),
+        Err(_) => Err(ApiError::OutcomeUnknown(
+            "the attach is still running after REQUEST_DEADLINE_SECS and may still post; retry with the same Idempotency-Key to get its outcome without posting twice".to_owned(),
+        )),
+    }
+}
+
+/// The attach, once per `Idempotency-Key` when there is one.
+async fn run_keyed(
+    state: Arc<AppState>,
+    request: AttachRequest,
+    key: Option<IdempotencyKey>,
+) -> Result<Response, ApiError> {
+    let Some(key) = key else {
+        let result = run(&state, &request, &Marker::random(), false).await;
+        return Ok(respond(result.map_err(|refused| refused.error)));
+    };
+    let marker = Marker::for_key(key.as_str());
+    let once = state
+        .idempotency
+        .run_once(
+            &key,
+            &fingerprint(&request.canonical()),
+            |resume| run(&state, &request, &marker, resume),
+            outcome,
+        )
+        .await
+        .map_err(|_| ApiError::IdempotencyKeyReused)?;
+    Ok(match once {
+        Once::Ran(result) => respond(result.map_err(|refused| refused.error)),
+        Once::Replayed(outcome) => replay(outcome),
+    })
+}
+
+/// What attach would post (the `html_text` parts), without calling Asana.
+#[utoipa::path(post, path = "/asana/preview", tag = "contexts",
+    security((), ("api_key" = [])),
+    request_body = AttachRequestBody,
+    responses(
+        (status = 200, description = "The parts that would be posted", body = Preview),
+        (status = 400, description = "Invalid request", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Context not found", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Context too large", body = crate::http::openapi::ErrorBody),
+    ))]
+pub async fn preview(
+    State(state): State<Arc<AppState>>,
+    _: ApiAccess,
+    ApiJson(body): ApiJson<AttachRequestBody>,
+) -> Result<Json<Preview>, ApiError> {
+    let request = AttachRequest::try_from(body)?;
+    Ok(Json(state.attacher.preview(&request).await?))
+}
+
+/// A failed attach as the client sees it, and whether it had sent a write.
+struct Refused {
+    error: ApiError,
+    wrote: bool,
+}
+
+async fn run(
+    state: &AppState,
+    request: &AttachRequest,
+    marker: &Marker,
+    resume: bool,
+) -> Result<Attached, Refused> {
+    // Boxed: the attach future is large (retries, reconciliation, every source kind).
+    Box::pin(state.attacher.attach(request, marker, resume))
+        .await
+        .map_err(|failed| Refused {
+            wrote: failed.wrote,
+            error: failed.error.into(),
+        })
+}
+
+/// The `Idempotency-Key` header, validated; an extractor so the handler does not copy every
+/// header.
+pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let key = parts
+            .headers
+            .get("idempotency-key")
+            .map(|value| {
+                let value = value.to_str().map_err(|_| {
+                    ApiError::InvalidRequest("Idempotency-Key must be visible ASCII".to_owned())
+                })?;
+                Ok::<_, ApiError>(IdempotencyKey::parse(value)?)
+            })
+            .transpose()?;
+        Ok(Self(key))
+    }
+}
+
+fn respond(result: Result<Attached, ApiError>) -> Response {
+    match result {
+        Ok(attached) => (attached.status(), Json(attached)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn outcome(result: &Result<Attached, Refused>) -> (Outcome, Keep) {
+    match result {
+        Ok(attached) => {
+            let outcome = Outcome {
+                status: attached.status().as_u16(),
+                body: serde_json::to_value(attached).unwrap_or_default(),
+            };
+            (outcome, Keep::Final)
+        }
+        Err(Refused { error, wrote }) => {
+            let status = error.status().as_u16();
+            let outcome = Outcome {
+                status,
+                body: error.envelope(),
+            };
+            (outcome, Keep::for_status(status, *wrote))
+        }
+    }
+}
+
+fn replay(outcome: Outcome) -> Response {
+    let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, Json(outcome.body)).into_response();
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}

@@ -1,0 +1,5 @@
+//! The service layer: what the HTTP routes, the CLI and the webhook workers call.
+
+pub mod attach;
+pub mod connect;
+pub mod readiness;

@@ -1,0 +1,18 @@
+//! Small utilities shared across modules.
+
+pub mod atomic_file;
+pub mod base_url;
+pub mod random;
+pub mod retry;
+
+/// Formats an error and its sources as one line, for the log.
+pub fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
