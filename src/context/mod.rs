@@ -162,6 +162,9 @@ pub enum ContextError {
         /// Close names the server does have.
         suggestions: Vec<String>,
     },
+    /// The name cannot be sent to this kind of source (a REST name with a path separator).
+    #[error("{0}")]
+    InvalidName(String),
     /// The server refused the prompt arguments (its message).
     #[error("{0}")]
     InvalidArguments(String),
@@ -301,5 +304,80 @@ impl ContextSource {
             }
         };
         self.retry.run(catalog, ContextError::retry).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(source: SourceRef, host: Option<&str>) -> Context {
+        Context {
+            text: String::new(),
+            source,
+            mime_type: None,
+            server_host: host.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn labels_name_the_kind_and_hide_hosts_unless_allowed() {
+        let resource = |uri: &str| SourceRef::McpResource { uri: uri.into() };
+        let prompt = SourceRef::McpPrompt {
+            name: "review".into(),
+        };
+        let cases = [
+            (
+                resource("ctx://notes/a"),
+                None,
+                false,
+                "MCP resource ctx://notes/a",
+            ),
+            (
+                resource("https://wiki.internal/a"),
+                None,
+                false,
+                "MCP resource",
+            ),
+            (
+                resource("https://wiki.internal/a"),
+                None,
+                true,
+                "MCP resource https://wiki.internal/a",
+            ),
+            (
+                prompt.clone(),
+                Some("10.0.0.5:8000"),
+                false,
+                "MCP prompt review",
+            ),
+            (
+                prompt,
+                Some("10.0.0.5:8000"),
+                true,
+                "MCP prompt review on 10.0.0.5:8000",
+            ),
+            (
+                SourceRef::Rest { name: "n".into() },
+                None,
+                true,
+                "REST context",
+            ),
+        ];
+        for (source, host, show, expected) in cases {
+            assert_eq!(context(source, host).label(show), expected);
+        }
+    }
+
+    #[test]
+    fn credentials_are_taken_out_of_uris() {
+        assert_eq!(
+            without_credentials("https://user:pw@host/x?q=1"),
+            "https://host/x?q=1"
+        );
+        assert_eq!(without_credentials("ctx://notes/a"), "ctx://notes/a");
+        assert_eq!(without_credentials("not a uri"), "not a uri");
+        let url = url::Url::parse("http://user:pw@10.0.0.5:8000/mcp").expect("url");
+        assert_eq!(host_of(&url).as_deref(), Some("10.0.0.5:8000"));
     }
 }

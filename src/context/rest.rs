@@ -16,6 +16,21 @@ struct ContextBody {
     context_text: String,
 }
 
+/// Refuses names a proxy that decodes `%2F` (or `%5C`, or `%2E%2E`) before routing would
+/// turn into another path: `..%2F_log` must never reach `/_log`.
+fn check_name(name: &ContextName) -> Result<(), ContextError> {
+    let decoded = percent_encoding::percent_decode_str(name.as_str()).decode_utf8_lossy();
+    let splits =
+        |text: &str| text.contains('/') || text.contains('\\') || text == "." || text == "..";
+    if splits(name.as_str()) || splits(&decoded) {
+        return Err(ContextError::InvalidName(format!(
+            "a REST context name must not contain \"/\" or \"\\\" (even percent-encoded), nor be \".\" or \"..\": {:?}",
+            name.as_str()
+        )));
+    }
+    Ok(())
+}
+
 /// A context server speaking the seed's REST contract.
 #[derive(Debug, Clone)]
 pub struct RestContextSource {
@@ -57,6 +72,7 @@ impl RestContextSource {
     /// Fetches one context; the name travels as one percent-encoded path segment.
     #[tracing::instrument(skip_all, fields(context_name = %name))]
     pub async fn fetch(&self, name: &ContextName) -> Result<Context, ContextError> {
+        check_name(name)?;
         let url = self
             .base
             .join(&format!("/contexts/{}", name.as_path_segment()));

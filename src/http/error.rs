@@ -36,8 +36,10 @@ pub enum ApiError {
     /// 413 `context_too_large`: the context needs more comments than `MAX_COMMENT_PARTS`.
     #[error("{0}")]
     ContextTooLarge(String),
-    /// 413 `payload_too_large`: body over 64 KiB.
-    #[error("request body is larger than 64 KiB")]
+    /// 413 `payload_too_large`: body over the route's limit (64 KiB; 1 MiB for webhooks).
+    #[error(
+        "the request body is larger than this route accepts (64 KiB; 1 MiB for webhook deliveries)"
+    )]
     PayloadTooLarge,
     /// 415 `unsupported_media_type`: body is not `application/json`.
     #[error("expected Content-Type: application/json")]
@@ -230,6 +232,7 @@ impl From<ContextError> for ApiError {
             ContextError::NotFound { name, suggestions } => {
                 Self::ContextNotFound { name, suggestions }
             }
+            ContextError::InvalidName(message) => Self::InvalidRequest(message),
             ContextError::InvalidArguments(message) => {
                 Self::InvalidRequest(format!("invalid prompt arguments: {message}"))
             }
@@ -294,6 +297,23 @@ impl From<AttachError> for ApiError {
             AttachError::Asana(e) => e.into(),
             AttachError::TooLarge(e) => Self::ContextTooLarge(e.to_string()),
         }
+    }
+}
+
+/// The raw body, but an over-long or unreadable one gets the JSON envelope.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                _ => ApiError::InvalidRequest(rejection.body_text()),
+            })
     }
 }
 

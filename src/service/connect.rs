@@ -72,16 +72,17 @@ pub async fn finish(
         .as_ref()
         .ok_or_else(|| ConnectError::NotConfigured(state.missing_oauth.clone()))?;
     let verifier = params.state.as_deref().and_then(|s| state.consents.take(s));
-    if let Some(error) = params.error {
-        return Err(ConnectError::Denied { error });
-    }
     let same_browser = match (params.state.as_deref(), browser_state) {
         (Some(sent), Some(held)) => bool::from(sent.as_bytes().ct_eq(held.as_bytes())),
         _ => false,
     };
+    // The state first: an `error` on a link this browser did not start says nothing true.
     let verifier = verifier
         .filter(|_| same_browser)
         .ok_or(ConnectError::InvalidState)?;
+    if let Some(error) = params.error {
+        return Err(ConnectError::Denied { error });
+    }
     let code = params.code.ok_or(ConnectError::MissingCode)?;
     let granted = oauth
         .exchange_code(code, verifier)

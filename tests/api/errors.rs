@@ -103,3 +103,39 @@ async fn health_answers_ok_without_calling_upstreams() {
     assert_eq!(body, json!({"status": "ok"}));
     assert_eq!(app.upstream_requests().await, 0);
 }
+
+#[tokio::test]
+async fn errors_from_the_webhook_route_use_the_envelope_too() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            "/asana/webhooks/abc",
+            vec![b'x'; 1024 * 1024 + 1],
+            413,
+            "payload_too_large",
+        ),
+        (
+            "/asana/webhooks/%FF",
+            b"{}".to_vec(),
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (path, body, status, code) in cases {
+        let response = app
+            .client
+            .post(format!("{}{path}", app.address))
+            .body(body)
+            .send()
+            .await
+            .expect("sent");
+
+        assert_eq!(response.status(), status, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{path}"
+        );
+        assert_eq!(error_code(response).await, code, "{path}");
+    }
+}

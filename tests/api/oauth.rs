@@ -244,6 +244,45 @@ async fn access_denied_gets_a_clear_page_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn a_forged_access_denied_link_is_called_invalid_not_declined() {
+    let app = spawn_app_with(Seed::Nothing, &[]).await;
+
+    let response = app
+        .client
+        .get(format!(
+            "{}/asana/oauth/callback?error=access_denied&state=forged",
+            app.address
+        ))
+        .send()
+        .await
+        .expect("sent");
+
+    assert_eq!(response.status(), 400);
+    let page = response.text().await.expect("page");
+    assert!(page.contains("Invalid sign-in link"), "{page}");
+    assert!(!page.contains("declined"), "{page}");
+}
+
+#[tokio::test]
+async fn pages_forbid_scripts_framing_and_sniffing() {
+    let app = spawn_app_with(Seed::Nothing, &[]).await;
+
+    let response = app
+        .client
+        .get(format!("{}/asana/oauth/callback", app.address))
+        .send()
+        .await
+        .expect("sent");
+
+    let headers = response.headers();
+    let csp = headers["content-security-policy"].to_str().expect("ascii");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+}
+
+#[tokio::test]
 async fn the_user_name_is_escaped_and_read_from_users_me_when_the_answer_lacks_it() {
     let app = spawn_app_with(Seed::Nothing, &[]).await;
     let bare = ResponseTemplate::new(200).set_body_json(json!({

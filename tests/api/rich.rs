@@ -264,3 +264,65 @@ async fn preview_returns_the_parts_without_calling_asana() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn the_header_names_the_kind_of_source_never_its_credentials_or_host() {
+    let plain = rich_app(&[]).await;
+    let with_credentials = plain
+        .context
+        .uri()
+        .replace("http://", "http://user:s3cret@");
+    plain.mount_context("design_notes", "x").await;
+    let app = rich_app(&[("MCP_SERVER_URL", &with_credentials)]).await;
+    app.expect_story("1", 1).await;
+    let opted_in = rich_app(&[
+        ("MCP_SERVER_URL", &with_credentials),
+        ("COMMENT_HEADER_HOSTS", "true"),
+    ])
+    .await;
+
+    let attached = app.post_attach(&attach_body(json!({}))).await;
+    let preview = app
+        .client
+        .post(format!("{}/asana/preview", app.address))
+        .json(&attach_body(json!({})))
+        .send()
+        .await
+        .expect("sent");
+    let opted_in_preview: Value = opted_in
+        .client
+        .post(format!("{}/asana/preview", opted_in.address))
+        .json(&attach_body(json!({})))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+
+    let posted = app.asana.received_requests().await.expect("recorded");
+    let posted = String::from_utf8_lossy(&posted[0].body).into_owned();
+    let answers = format!(
+        "{} {}",
+        attached.text().await.expect("body"),
+        preview.text().await.expect("body")
+    );
+    for text in [&posted, &answers] {
+        assert!(!text.contains("s3cret") && !text.contains("user"), "{text}");
+        assert!(
+            !text.contains("127.0.0.1"),
+            "no host unless opted in: {text}"
+        );
+    }
+    assert!(
+        posted.contains("Context design_notes (REST context)"),
+        "{posted}"
+    );
+    let content = opted_in_preview["parts"][0]["content"].to_string();
+    let host = plain.context.uri().replace("http://", "");
+    assert!(
+        content.contains(&format!("(REST context on {host})")),
+        "{content}"
+    );
+    assert!(!content.contains("s3cret"), "{content}");
+}

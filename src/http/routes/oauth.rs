@@ -14,6 +14,19 @@ use crate::http::error::ApiError;
 use crate::service::connect::{self, CallbackParams, ConnectError};
 use crate::util::cause_chain;
 
+/// What every page carries: no scripts, styles, frames or forms from anywhere, no framing by
+/// others, no MIME sniffing, no caching, no referrer.
+const PAGE_HEADERS: [(header::HeaderName, &str); 5] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::CACHE_CONTROL, "no-store"),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
+
 /// Cookie binding a consent's `state` to the browser that started it.
 const STATE_COOKIE: &str = "linker_oauth_state";
 
@@ -140,7 +153,9 @@ fn page(status: StatusCode, title: &str, message_html: &str) -> Response {
          <body><h1>{title}</h1><p>{message_html}</p></body></html>"
     );
     let mut response = (status, Html(html)).into_response();
-    set_header(&mut response, header::CACHE_CONTROL, "no-store");
+    for (name, value) in PAGE_HEADERS {
+        set_header(&mut response, name, value);
+    }
     response
 }
 

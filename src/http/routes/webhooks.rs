@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiBytes, ApiError};
 use crate::util::cause_chain;
 use crate::webhooks::{EventBatch, HandshakeRefused, HookId, Job, verify_signature};
 
@@ -28,10 +28,11 @@ use crate::webhooks::{EventBatch, HandshakeRefused, HookId, Job, verify_signatur
     ))]
 pub async fn receive(
     State(state): State<Arc<AppState>>,
-    Path(hook_id): Path<String>,
+    hook_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
+    let Path(hook_id) = hook_id.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
     let hook_id = HookId::parse(&hook_id)?;
     if let Some(secret) = headers.get("x-hook-secret") {
         let secret_text = secret
