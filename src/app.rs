@@ -219,6 +219,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     shutdown_grace: Duration,
+    header_timeout: Duration,
     workers: Vec<tokio::task::JoinHandle<()>>,
     stop_workers: tokio::sync::watch::Sender<bool>,
     state: Arc<AppState>,
@@ -260,6 +261,7 @@ impl Application {
             router: router(Arc::clone(&state)),
             state,
             shutdown_grace: settings.shutdown_grace,
+            header_timeout: settings.http_header_timeout,
             workers,
             stop_workers,
         })
@@ -292,12 +294,7 @@ impl Application {
             shutdown.await;
             let _ = stopping.send(true);
         };
-        let server = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
+        let server = serve(self.listener, self.router, self.header_timeout, signal);
         let upkeep = crate::telemetry::metrics::spawn_upkeep();
         let grace = self.shutdown_grace;
         let (stop_workers, workers) = (self.stop_workers, self.workers);
@@ -324,6 +321,58 @@ impl Application {
         upkeep.abort();
         result
     }
+}
+
+/// Accepts connections until `signal`, then lets each finish its request in flight. Every
+/// connection must deliver a request's headers within `header_timeout` of opening or of its
+/// previous response (hyper's timer counts both), so neither a half-sent header nor an idle
+/// kept-alive connection holds a file descriptor for long.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    signal: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(signal);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before it was accepted:
+                    // pause briefly rather than spin.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut signal => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: axum::http::Request<_>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            router.clone().oneshot(request.map(axum::body::Body::new))
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is

@@ -141,10 +141,10 @@ pub struct Settings {
     pub public_url: Url,
     /// `COMMENT_HEADER_HOSTS`: the comment header may name the context server's host.
     pub comment_header_hosts: bool,
-    /// `HTTP_HEADER_TIMEOUT_SECS`: longest a client may take to send a request's headers.
+    /// `HTTP_HEADER_TIMEOUT_SECS`: longest a connection may take to deliver a request's
+    /// headers, counted from its opening or from the previous response (so it also bounds
+    /// how long a kept-alive connection may sit idle).
     pub http_header_timeout: Duration,
-    /// `HTTP_IDLE_TIMEOUT_SECS`: longest a kept-alive connection may sit idle.
-    pub http_idle_timeout: Duration,
     /// Unknown keys that look like ours (a misspelling in `.env`), to warn about at start.
     pub unknown_keys: Vec<String>,
 }
@@ -184,7 +184,6 @@ struct RawSettings {
     public_url: Option<String>,
     comment_header_hosts: String,
     http_header_timeout_secs: String,
-    http_idle_timeout_secs: String,
 }
 
 /// Every setting the service reads, for spotting misspelled ones.
@@ -286,8 +285,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("max_comment_parts", "10"),
     ("metrics_public", "true"),
     ("comment_header_hosts", "false"),
-    ("http_header_timeout_secs", "10"),
-    ("http_idle_timeout_secs", "60"),
+    ("http_header_timeout_secs", "15"),
 ];
 
 impl Settings {
@@ -554,7 +552,6 @@ impl RawSettings {
                 "HTTP_HEADER_TIMEOUT_SECS",
                 &self.http_header_timeout_secs,
             )?,
-            http_idle_timeout: parse_secs("HTTP_IDLE_TIMEOUT_SECS", &self.http_idle_timeout_secs)?,
             unknown_keys: Vec::new(),
         })
     }

@@ -79,6 +79,11 @@ async fn without_an_api_key_remote_clients_are_refused() {
         .expect("body");
     let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
     assert_eq!(body["error"]["code"], "unauthorized");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("LINKER_API_KEY") && message.contains("published port"),
+        "the refusal says why and what to do: {message}"
+    );
     assert!(
         context
             .received_requests()
@@ -106,4 +111,36 @@ async fn without_an_api_key_requests_relayed_by_a_local_proxy_are_refused() {
         assert_eq!(error_code(response).await, "unauthorized", "{header}");
     }
     assert_eq!(app.upstream_requests().await, 0);
+}
+
+#[tokio::test]
+async fn without_an_api_key_only_loopback_and_public_host_names_are_accepted() {
+    let app = spawn_app_with(
+        Seed::Tokens(std::time::Duration::from_secs(3600)),
+        &[("PUBLIC_URL", "https://linker.example.com")],
+    )
+    .await;
+    app.mount_context("n", "t").await;
+    app.expect_story("9", 3).await;
+    let body = json!({"task_gid": "1234567890", "context_name": "n"});
+    let cases = [
+        ("rebind.attacker.example", 401),
+        ("rebind.attacker.example:3000", 401),
+        ("localhost", 201),
+        ("127.0.0.1:3000", 201),
+        ("linker.example.com", 201),
+    ];
+
+    for (host, status) in cases {
+        let response = app
+            .client
+            .post(format!("{}/asana/attach-context", app.address))
+            .header("host", host)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+
+        assert_eq!(response.status(), status, "Host: {host}");
+    }
 }

@@ -267,3 +267,48 @@ async fn the_openapi_document_lists_every_route_and_every_listed_route_exists() 
         );
     }
 }
+
+/// Reads until the server closes the connection; `None` if it is still open after `wait`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    tokio::time::timeout(wait, stream.read_to_end(&mut seen))
+        .await
+        .ok()
+        .map(|_| seen)
+}
+
+#[tokio::test]
+async fn slow_headers_silent_and_idle_connections_are_closed_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(
+        Seed::Tokens(Duration::from_secs(3600)),
+        &[("HTTP_HEADER_TIMEOUT_SECS", "1")],
+    )
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let connect = || tokio::net::TcpStream::connect(address.clone());
+
+    let mut half = connect().await.expect("connect");
+    half.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .expect("write");
+    let mut silent = connect().await.expect("connect");
+    let mut idle = connect().await.expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+
+    for (stream, what) in [
+        (&mut half, "half a header"),
+        (&mut silent, "nothing sent"),
+        (&mut idle, "idle after a response"),
+    ] {
+        let seen = closed_within(stream, Duration::from_secs(4)).await;
+        assert!(seen.is_some(), "{what}: still open");
+        if what == "idle after a response" {
+            let seen = String::from_utf8_lossy(seen.as_deref().unwrap_or_default()).into_owned();
+            assert!(seen.starts_with("HTTP/1.1 200"), "{what}: {seen}");
+        }
+    }
+}
