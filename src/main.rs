@@ -20,9 +20,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(cli::exit::INVALID_SETTINGS);
         }
     };
-    if let Err(error) = telemetry::init(settings.log_format, &settings.rust_log) {
-        eprintln!("mcp-asana-linker: {error}");
-        return ExitCode::from(cli::exit::INVALID_SETTINGS);
+    let _flush_logs_at_exit = match telemetry::init(settings.log_format, &settings.rust_log) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("mcp-asana-linker: {error}");
+            return ExitCode::from(cli::exit::INVALID_SETTINGS);
+        }
+    };
+    for key in &settings.unknown_keys {
+        tracing::warn!(key = %key, "unknown setting ignored");
     }
     cli::run(cli.command.unwrap_or(Command::Serve), &settings).await
 }

@@ -14,6 +14,7 @@ use url::Url;
 use super::token_file::AsanaUser;
 use crate::domain::{CustomFieldGid, TaskGid};
 use crate::render::CommentBody;
+use crate::telemetry::metrics;
 use crate::util::base_url::BaseUrl;
 use crate::util::retry::{Retry, retry_after};
 
@@ -329,15 +330,10 @@ impl AsanaClient {
             .timeout(self.timeout)
             .send()
             .await
-            .inspect_err(|e| {
-                crate::telemetry::metrics::upstream(
-                    "asana",
-                    if e.is_timeout() { "timeout" } else { "error" },
-                )
-            })?;
-        crate::telemetry::metrics::upstream_status("asana", response.status());
+            .inspect_err(|e| metrics::upstream("asana", metrics::Outcome::of_error(e)))?;
+        metrics::upstream("asana", metrics::Outcome::of_status(response.status()));
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
-            crate::telemetry::metrics::rate_limited();
+            metrics::rate_limited();
         }
         if response.status() == StatusCode::TOO_MANY_REQUESTS
             && let Some(secs) = retry_after(response.headers())
@@ -352,7 +348,7 @@ impl AsanaClient {
     }
 
     /// One page of the task's stories with the fields needed to recognise a comment.
-    #[tracing::instrument(skip_all, fields(task_gid = %task))]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_gid = %task))]
     pub async fn stories_page(
         &self,
         token: &SecretString,
@@ -375,7 +371,7 @@ impl AsanaClient {
     }
 
     /// Posts a comment on the task (`html_text` or `text`), pinned if asked.
-    #[tracing::instrument(skip_all, fields(task_gid = %task))]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_gid = %task))]
     pub async fn create_story(
         &self,
         token: &SecretString,
@@ -401,7 +397,7 @@ impl AsanaClient {
     }
 
     /// Sets a text custom field of the task.
-    #[tracing::instrument(skip_all, fields(task_gid = %task, custom_field_gid = %field.as_str()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_gid = %task, custom_field_gid = %field.as_str()))]
     pub async fn set_text_field(
         &self,
         token: &SecretString,
@@ -420,7 +416,7 @@ impl AsanaClient {
     }
 
     /// A story's text, subtype and task, for webhook rules.
-    #[tracing::instrument(skip_all, fields(story_gid))]
+    #[tracing::instrument(level = "debug", skip_all, fields(story_gid))]
     pub async fn story(
         &self,
         token: &SecretString,

@@ -52,19 +52,19 @@ pub async fn post_comment(
             let found = find_marked(asana, token, draft.task, &[draft.marker_line]).await;
             match found.map(|mut found| found.pop().flatten()) {
                 Ok(Some(story)) => {
-                    tracing::info!(story_gid = %story.gid, %error, "the failed attempt did create the comment");
+                    tracing::info!(task_gid = %draft.task, story_gid = %story.gid, %error, "the failed attempt did create the comment");
                     return Ok(story);
                 }
                 Ok(None) if error.answered() => {
-                    tracing::warn!(%error, "the comment was not created; posting again");
+                    tracing::warn!(task_gid = %draft.task, %error, "the comment was not created; posting again");
                     retry = Retry::Backoff;
                 }
                 Ok(None) => {
-                    tracing::warn!(%error, "no answer and no comment yet: it may still be created; not posting again");
+                    tracing::warn!(task_gid = %draft.task, %error, "no answer and no comment yet: it may still be created; not posting again");
                     return Err(AsanaError::MaybePosted(Box::new(error)));
                 }
                 Err(check) => {
-                    tracing::warn!(%error, %check, "cannot tell whether the comment was created; not posting again");
+                    tracing::warn!(task_gid = %draft.task, %error, %check, "cannot tell whether the comment was created; not posting again");
                     return Err(AsanaError::MaybePosted(Box::new(error)));
                 }
             }

@@ -19,6 +19,7 @@ use url::Url;
 
 use super::token_file::AsanaUser;
 use crate::config::OAuthApp;
+use crate::telemetry::metrics;
 use crate::util::retry::{Retry, retry_after};
 
 /// Asana answers one hour; used when an answer leaves `expires_in` out.
@@ -246,14 +247,12 @@ async fn send(
 ) -> Result<HttpResponse, HttpError> {
     let mut request = reqwest::Request::try_from(request)?;
     *request.timeout_mut() = Some(timeout);
-    let response = http.execute(request).await.inspect_err(|e| {
-        crate::telemetry::metrics::upstream(
-            "token",
-            if e.is_timeout() { "timeout" } else { "error" },
-        )
-    })?;
+    let response = http
+        .execute(request)
+        .await
+        .inspect_err(|e| metrics::upstream("token", metrics::Outcome::of_error(e)))?;
     let status = response.status();
-    crate::telemetry::metrics::upstream_status("token", status);
+    metrics::upstream("token", metrics::Outcome::of_status(status));
     // Transient statuses carry no OAuth error body: report them for the retry policy.
     if status.as_u16() == 429 || status.is_server_error() {
         return Err(HttpError::Status {

@@ -167,7 +167,7 @@ impl TokenManager {
         let granted = match refreshed {
             Ok(granted) => granted,
             Err(error) if error.is_invalid_grant() => {
-                crate::telemetry::metrics::refresh("refused");
+                crate::telemetry::metrics::refresh(crate::telemetry::metrics::Outcome::Refused);
                 tracing::warn!(error = %error, "Asana refused the refresh token; forgetting it");
                 self.forget().await?;
                 return Err(TokenError::NotConnected(
@@ -175,7 +175,7 @@ impl TokenManager {
                 ));
             }
             Err(error) => {
-                crate::telemetry::metrics::refresh("failed");
+                crate::telemetry::metrics::refresh(crate::telemetry::metrics::Outcome::Failed);
                 return Err(TokenError::Refresh(error));
             }
         };
@@ -189,7 +189,7 @@ impl TokenManager {
         };
         // Written to disk before anyone uses it: a rotated refresh token is never lost.
         self.persist(tokens).await?;
-        crate::telemetry::metrics::refresh("ok");
+        crate::telemetry::metrics::refresh(crate::telemetry::metrics::Outcome::Ok);
         Ok(access_token)
     }
 

@@ -9,6 +9,7 @@ use url::Url;
 
 use super::{Context, ContextError, SourceRef};
 use crate::domain::ContextName;
+use crate::telemetry::metrics;
 use crate::util::base_url::BaseUrl;
 
 #[derive(Deserialize)]
@@ -70,7 +71,7 @@ impl RestContextSource {
     }
 
     /// Fetches one context; the name travels as one percent-encoded path segment.
-    #[tracing::instrument(skip_all, fields(context_name = %name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(context_name = %name))]
     pub async fn fetch(&self, name: &ContextName) -> Result<Context, ContextError> {
         check_name(name)?;
         let url = self
@@ -80,13 +81,11 @@ impl RestContextSource {
         if let Some(token) = &self.auth_token {
             request = request.bearer_auth(token.expose_secret());
         }
-        let response = request.send().await.inspect_err(|e| {
-            crate::telemetry::metrics::upstream(
-                "context",
-                if e.is_timeout() { "timeout" } else { "error" },
-            )
-        })?;
-        crate::telemetry::metrics::upstream_status("context", response.status());
+        let response = request
+            .send()
+            .await
+            .inspect_err(|e| metrics::upstream("context", metrics::Outcome::of_error(e)))?;
+        metrics::upstream("context", metrics::Outcome::of_status(response.status()));
         match response.status() {
             status if status.is_success() => {
                 let body = response.bytes().await?;

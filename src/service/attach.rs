@@ -164,7 +164,7 @@ impl Attacher {
     /// With `resume`, an earlier try with the same marker may have written some of it: the
     /// task is searched for each part's marker first and only the missing parts are posted.
     /// A token Asana refuses is refreshed once and the write retried once.
-    #[tracing::instrument(skip_all, fields(task_gid = %request.task_gid, context_name = %request.context_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_gid = %request.task_gid, context_name = %request.context_name))]
     pub async fn attach(
         &self,
         request: &AttachRequest,

@@ -30,7 +30,9 @@ pub fn install() -> &'static PrometheusHandle {
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
         // Fails only if another recorder is installed, in which case ours records nothing.
-        let _ = metrics::set_global_recorder(recorder);
+        if metrics::set_global_recorder(recorder).is_ok() {
+            describe();
+        }
         handle
     })
 }
@@ -125,28 +127,83 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// What became of a call, in one vocabulary for every `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It succeeded (2xx).
+    Ok,
+    /// The peer refused it (4xx other than 429, a JSON-RPC error, a refused grant).
+    Refused,
+    /// The peer asked us to slow down (429).
+    RateLimited,
+    /// The peer failed (5xx), or the exchange broke after it started.
+    Failed,
+    /// No answer in time.
+    Timeout,
+    /// No connection could be made.
+    Unreachable,
+}
+
+impl Outcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Refused => "refused",
+            Self::RateLimited => "rate_limited",
+            Self::Failed => "failed",
+            Self::Timeout => "timeout",
+            Self::Unreachable => "unreachable",
+        }
+    }
+
+    /// The outcome of an answer with `status`.
+    pub fn of_status(status: StatusCode) -> Self {
+        match status.as_u16() {
+            200..=299 => Self::Ok,
+            429 => Self::RateLimited,
+            400..=499 => Self::Refused,
+            _ => Self::Failed,
+        }
+    }
+
+    /// The outcome of a call that got no answer.
+    pub fn of_error(error: &reqwest::Error) -> Self {
+        if error.is_timeout() {
+            Self::Timeout
+        } else if error.is_connect() {
+            Self::Unreachable
+        } else {
+            Self::Failed
+        }
+    }
+}
+
+/// Every `target` of `linker_upstream_calls_total`.
+const TARGETS: [&str; 4] = ["asana", "token", "context", "mcp"];
+/// Every `outcome`, for registering the series at zero.
+const OUTCOMES: [Outcome; 6] = [
+    Outcome::Ok,
+    Outcome::Refused,
+    Outcome::RateLimited,
+    Outcome::Failed,
+    Outcome::Timeout,
+    Outcome::Unreachable,
+];
+
 /// Counts one call to an upstream (`asana`, `token`, `context`, `mcp`) by outcome.
-pub fn upstream(target: &'static str, outcome: &str) {
-    static SERIES: Registered<(&'static str, String), Counter> = Registered::new();
+pub fn upstream(target: &'static str, outcome: Outcome) {
+    static SERIES: Registered<(&'static str, Outcome), Counter> = Registered::new();
     SERIES
         .get(
-            |(t, o)| *t == target && o == outcome,
+            |(t, o)| *t == target && *o == outcome,
             || {
                 let counter = metrics::counter!("linker_upstream_calls_total",
-                    "target" => target, "outcome" => outcome.to_owned());
-                ((target, outcome.to_owned()), counter)
+                    "target" => target, "outcome" => outcome.as_str());
+                ((target, outcome), counter)
             },
         )
         .increment(1);
-}
-
-/// Counts one answered call to an upstream by its status: `ok` for 2xx, else the code.
-pub fn upstream_status(target: &'static str, status: StatusCode) {
-    if status.is_success() {
-        upstream(target, "ok");
-    } else {
-        upstream(target, status.as_str());
-    }
 }
 
 /// Counts one retry.
@@ -155,8 +212,71 @@ pub fn retry() {
 }
 
 /// Counts one token refresh by outcome (`ok`, `refused`, `failed`).
-pub fn refresh(outcome: &'static str) {
-    metrics::counter!("linker_token_refreshes_total", "outcome" => outcome).increment(1);
+pub fn refresh(outcome: Outcome) {
+    metrics::counter!("linker_token_refreshes_total", "outcome" => outcome.as_str()).increment(1);
+}
+
+/// Sets the count of log lines dropped under overload (kept by the log writer).
+pub fn log_lines_dropped(total: u64) {
+    metrics::counter!("linker_log_lines_dropped_total").absolute(total);
+}
+
+/// Says what each metric is (`# HELP`) and registers the counters at zero, so a dashboard sees
+/// every series from the start rather than from its first event.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "linker_http_requests_total",
+        "HTTP requests answered, by matched route, method and status"
+    );
+    describe_histogram!(
+        "linker_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request, by matched route and method"
+    );
+    describe_counter!(
+        "linker_upstream_calls_total",
+        "Calls to Asana's API (asana), its token endpoint (token) and the context server (context, mcp), by outcome"
+    );
+    describe_counter!(
+        "linker_retries_total",
+        "Outbound calls retried under the retry policy"
+    );
+    describe_counter!(
+        "linker_token_refreshes_total",
+        "Asana token refreshes, by outcome"
+    );
+    describe_counter!("linker_asana_rate_limited_total", "429 answers from Asana");
+    describe_counter!("linker_stories_posted_total", "Comments posted to Asana");
+    describe_counter!(
+        "linker_log_lines_dropped_total",
+        "INFO log lines dropped because the log writer could not keep up"
+    );
+    describe_gauge!(
+        "linker_asana_connected",
+        "1 when an Asana account is connected with a usable token (as of the last /ready)"
+    );
+    describe_gauge!(
+        "linker_context_server_reachable",
+        "1 when the context server answered (as of the last /ready)"
+    );
+    for target in TARGETS {
+        for outcome in OUTCOMES {
+            metrics::counter!("linker_upstream_calls_total", "target" => target, "outcome" => outcome.as_str()).absolute(0);
+        }
+    }
+    for outcome in [Outcome::Ok, Outcome::Refused, Outcome::Failed] {
+        metrics::counter!("linker_token_refreshes_total", "outcome" => outcome.as_str())
+            .absolute(0);
+    }
+    for name in [
+        "linker_retries_total",
+        "linker_asana_rate_limited_total",
+        "linker_stories_posted_total",
+        "linker_log_lines_dropped_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
 }
 
 /// Counts one 429 from Asana.

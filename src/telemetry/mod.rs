@@ -1,9 +1,14 @@
 //! Telemetry: the tracing subscriber (pretty or JSON), request ids, the per-request layer,
 //! and Prometheus metrics.
 
+pub mod log_writer;
 pub mod metrics;
 pub mod observe;
 pub mod request_id;
+
+use std::io::IsTerminal;
+
+pub use log_writer::LogGuard;
 
 use tracing_subscriber::EnvFilter;
 
@@ -17,19 +22,34 @@ pub struct TelemetryError {
     source: tracing_subscriber::filter::ParseError,
 }
 
-/// Installs the global subscriber writing to stderr.
-pub fn init(format: LogFormat, directives: &str) -> Result<(), TelemetryError> {
-    let filter = EnvFilter::try_new(directives).map_err(|source| TelemetryError {
-        directives: directives.to_owned(),
+/// Installs the global subscriber writing to stderr through the non-blocking writer; keep
+/// the guard until exit so queued lines are flushed. Colour only on a terminal. rmcp logs
+/// nothing unless `RUST_LOG` names it: its messages are protocol details for its developers
+/// (a refused connection is an ERROR with a debug dump there), and the linker reports what
+/// matters about the context server itself.
+pub fn init(format: LogFormat, directives: &str) -> Result<LogGuard, TelemetryError> {
+    let directives = if directives.contains("rmcp") {
+        directives.to_owned()
+    } else {
+        format!("{directives},rmcp=off")
+    };
+    let filter = EnvFilter::try_new(&directives).map_err(|source| TelemetryError {
+        directives: directives.clone(),
         source,
     })?;
+    let (writer, guard) = log_writer::spawn(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
     // A second init (tests) keeps the first subscriber; that is fine.
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init(),
     };
-    Ok(())
+    Ok(guard)
 }

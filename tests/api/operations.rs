@@ -312,3 +312,60 @@ async fn slow_headers_silent_and_idle_connections_are_closed_after_the_header_ti
         }
     }
 }
+
+#[tokio::test]
+async fn every_metric_has_help_the_listed_counters_start_at_zero_and_outcomes_share_one_vocabulary()
+{
+    let app = spawn_app().await;
+    app.mount_context("n", "t").await;
+    app.expect_story("1", 1).await;
+    app.post_attach(&json!({"task_gid": "1234567890", "context_name": "n"}))
+        .await;
+
+    let text = get(&app, "/metrics").await.text().await.expect("text");
+
+    let names: BTreeSet<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .map(|name| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .fold(name, |n, suffix| n.strip_suffix(suffix).unwrap_or(n))
+        })
+        .collect();
+    for name in &names {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP"
+        );
+    }
+    for listed in [
+        "linker_retries_total",
+        "linker_asana_rate_limited_total",
+        "linker_stories_posted_total",
+        "linker_log_lines_dropped_total",
+        "linker_token_refreshes_total{outcome=\"refused\"}",
+        "linker_upstream_calls_total{target=\"mcp\",outcome=\"timeout\"}",
+    ] {
+        assert!(
+            text.contains(listed),
+            "{listed} is not present from the start"
+        );
+    }
+    let vocabulary = [
+        "ok",
+        "refused",
+        "rate_limited",
+        "failed",
+        "timeout",
+        "unreachable",
+    ];
+    for outcome in text.split("outcome=\"").skip(1) {
+        let value = outcome.split('"').next().unwrap_or_default();
+        assert!(
+            vocabulary.contains(&value),
+            "outcome {value:?} is outside the vocabulary"
+        );
+    }
+}

@@ -47,7 +47,7 @@ impl McpSource {
 
     /// Resolves `name`: a URI is read as is; otherwise a resource whose name or title equals
     /// it, else a prompt of that name, else not found with close names.
-    #[tracing::instrument(skip_all, fields(context_name = %name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(context_name = %name))]
     pub async fn fetch(
         &self,
         name: &ContextName,

@@ -13,6 +13,8 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceError};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
+
+use crate::telemetry::metrics;
 use url::Url;
 
 use crate::context::ContextError;
@@ -99,13 +101,16 @@ impl Session {
             let (generation, peer) = self.client().await?;
             let outcome = tokio::time::timeout(self.timeout, op(peer))
                 .await
-                .map_err(|_| ContextError::Timeout)?;
-            crate::telemetry::metrics::upstream(
+                .map_err(|_| {
+                    metrics::upstream("mcp", metrics::Outcome::Timeout);
+                    ContextError::Timeout
+                })?;
+            metrics::upstream(
                 "mcp",
                 match &outcome {
-                    Ok(_) => "ok",
-                    Err(ServiceError::McpError(_)) => "jsonrpc_error",
-                    Err(_) => "error",
+                    Ok(_) => metrics::Outcome::Ok,
+                    Err(ServiceError::McpError(_)) => metrics::Outcome::Refused,
+                    Err(_) => metrics::Outcome::Failed,
                 },
             );
             match outcome {

@@ -33,6 +33,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     security((), ("api_key" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(_: MetricsAccess) -> Response {
+    crate::telemetry::metrics::log_lines_dropped(crate::telemetry::log_writer::dropped());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::telemetry::metrics::handle().render(),
