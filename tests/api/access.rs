@@ -88,7 +88,7 @@ async fn without_an_api_key_remote_clients_are_refused() {
         context
             .received_requests()
             .await
-            .unwrap_or_default()
+            .expect("recording on")
             .is_empty()
     );
 }

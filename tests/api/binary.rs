@@ -178,7 +178,7 @@ async fn dotenv_in_the_working_directory_is_read_and_the_environment_wins() {
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(
         dir.path().join(".env"),
-        "PORT=not-a-port\nLINKER_API_KEY=from-dotenv\n",
+        "PORT=not-a-port\nLINKER_API_KEY=from-dotenv\nASANA_CLIENTID=misspelled\n",
     )
     .expect("write .env");
     // PORT=0 from the environment overrides the invalid .env value.
@@ -194,6 +194,61 @@ async fn dotenv_in_the_working_directory_is_read_and_the_environment_wins() {
 
     assert_eq!(without_key.status(), 401, "the .env API key is in force");
     assert_eq!(error_code(without_key).await, "unauthorized");
+    assert!(
+        running
+            .log()
+            .contains("ASANA_CLIENTID (did you mean ASANA_CLIENT_ID?)"),
+        "a misspelled key is warned about: {}",
+        running.log()
+    );
+}
+
+#[tokio::test]
+async fn a_503_is_one_warn_line_and_a_log_off_a_terminal_has_no_colour() {
+    let dir = tempfile::tempdir().expect("dir");
+    let running = start(dir.path(), &[]);
+    let client = reqwest::Client::new();
+
+    let attach = client
+        .post(format!("{}/asana/attach-context", running.address))
+        .header("x-request-id", "one-line-503")
+        .json(&json!({"task_gid": "1", "context_name": "n"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(attach.status(), 503);
+    let mut pretty = command(dir.path(), &[("LOG_FORMAT", "pretty")])
+        .spawn()
+        .expect("starts");
+    let mut pretty_log = String::new();
+    for line in BufReader::new(pretty.stderr.take().expect("piped")).lines() {
+        let line = line.expect("a log line");
+        pretty_log.push_str(&line);
+        if line.contains("listening") {
+            break;
+        }
+    }
+    let _ = pretty.kill();
+    let _ = pretty.wait();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !running.log().contains("one-line-503") {
+        assert!(Instant::now() < deadline, "no line for the request");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let log = running.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("one-line-503")).collect();
+    assert_eq!(lines.len(), 1, "one line per request: {lines:?}");
+    let line: Value = serde_json::from_str(lines[0]).expect("JSON line");
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["code"], "not_configured", "{line}");
+    assert!(!log.contains("\"level\":\"ERROR\""), "{log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes in JSON");
+    assert!(pretty_log.contains("listening"), "{pretty_log}");
+    assert!(
+        !pretty_log.contains('\u{1b}'),
+        "no colour codes when stderr is not a terminal: {pretty_log:?}"
+    );
 }
 
 #[tokio::test]
@@ -429,7 +484,16 @@ async fn sigterm_lets_an_in_flight_attach_finish_then_exits_0() {
 
     assert_eq!(response.status(), 201, "the in-flight attach finished");
     assert!(status.success(), "exit status {status}");
-    assert!(upstreams.context.received_requests().await.is_some());
+    assert_eq!(
+        upstreams
+            .context
+            .received_requests()
+            .await
+            .expect("recording on")
+            .len(),
+        1,
+        "the context was fetched once"
+    );
 }
 
 #[tokio::test]

@@ -46,6 +46,8 @@ pub struct TestApp {
     _dir: TempDir,
     /// The settings it was started with.
     pub vars: HashMap<String, String>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// Settings pointing at the fakes; `overrides` may replace or (with "") unset any of them.
@@ -112,10 +114,7 @@ pub async fn spawn_app_with(seed: Seed, overrides: &[(&str, &str)]) -> TestApp {
             .await
             .expect("seed the token file");
     }
-    let settings = Settings::from_vars(vars.clone()).expect("test settings are valid");
-    let application = Application::build(&settings).await.expect("app builds");
-    let address = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until(std::future::pending()));
+    let (address, stop, served) = serve(&vars).await;
     TestApp {
         address,
         asana,
@@ -127,7 +126,27 @@ pub async fn spawn_app_with(seed: Seed, overrides: &[(&str, &str)]) -> TestApp {
             .expect("client"),
         _dir: dir,
         vars,
+        stop,
+        served,
     }
+}
+
+type Served = (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+);
+
+/// Starts the service with `vars`; it runs until told to stop.
+async fn serve(vars: &HashMap<String, String>) -> Served {
+    let settings = Settings::from_vars(vars.clone()).expect("test settings are valid");
+    let application = Application::build(&settings).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(application.run_until(async move {
+        let _ = stopped.await;
+    }));
+    (address, stop, served)
 }
 
 pub fn stored_tokens(access: &str, refresh: Option<&str>, valid_for: Duration) -> StoredTokens {
@@ -144,6 +163,23 @@ pub fn stored_tokens(access: &str, refresh: Option<&str>, valid_for: Duration) -
 }
 
 impl TestApp {
+    /// Stops the service, waits until it has, and starts it again on the same data
+    /// directory, settings and fakes (on a new port).
+    pub async fn restart(self) -> TestApp {
+        let _ = self.stop.send(());
+        self.served
+            .await
+            .expect("the service task")
+            .expect("the service stopped cleanly");
+        let (address, stop, served) = serve(&self.vars).await;
+        TestApp {
+            address,
+            stop,
+            served,
+            ..self
+        }
+    }
+
     /// `POST /asana/attach-context` with a JSON body.
     pub async fn post_attach(&self, body: &Value) -> reqwest::Response {
         self.client
@@ -195,8 +231,12 @@ impl TestApp {
 
     /// Every request the fakes received.
     pub async fn upstream_requests(&self) -> usize {
-        let asana = self.asana.received_requests().await.unwrap_or_default();
-        let context = self.context.received_requests().await.unwrap_or_default();
+        let asana = self.asana.received_requests().await.expect("recording on");
+        let context = self
+            .context
+            .received_requests()
+            .await
+            .expect("recording on");
         asana.len() + context.len()
     }
 }

@@ -453,15 +453,21 @@ async fn concurrent_requests_with_one_key_make_one_post() {
 
 #[tokio::test]
 async fn idempotency_keys_survive_a_restart() {
-    let dir_app = spawn_app_with(VALID, &[]).await;
-    dir_app.mount_context("n", "t").await;
-    dir_app.expect_story("903", 1).await;
-    let first = post_with_key(&dir_app, "order-4", &body()).await;
+    let app = spawn_app_with(VALID, &[]).await;
+    app.mount_context("n", "t").await;
+    app.expect_story("903", 1).await;
+    let first = post_with_key(&app, "order-4", &body()).await;
     assert_eq!(first.status(), 201);
-    let keys = std::fs::read_to_string(dir_app.token_path.with_file_name("idempotency_keys.jsonl"))
-        .expect("the key file exists");
 
-    assert!(keys.contains("order-4"), "{keys}");
+    let app = app.restart().await;
+    let again = post_with_key(&app, "order-4", &body()).await;
+
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let answer: Value = again.json().await.expect("JSON");
+    assert_eq!(answer["story_gid"], "903");
+    let keys = std::fs::read_to_string(app.token_path.with_file_name("idempotency_keys.jsonl"))
+        .expect("the key file exists");
     assert!(!keys.contains("access-token"), "no token in the key file");
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use mcp_asana_linker::webhooks::{HookId, HookStore};
-use mcp_asana_linker::{AppState, Application, Settings};
+use mcp_asana_linker::{AppState, Settings};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use wiremock::matchers::{method, path};
@@ -227,14 +227,11 @@ async fn a_restart_between_two_deliveries_does_not_post_again() {
     );
     until_posts(&app, 1).await;
 
-    let settings = Settings::from_vars(app.vars.clone()).expect("settings");
-    let restarted = Application::build(&settings).await.expect("restart");
-    let address = format!("http://127.0.0.1:{}/asana/webhooks/h1", restarted.port());
-    tokio::spawn(restarted.run_until(std::future::pending()));
+    let app = app.restart().await;
     let body = serde_json::to_vec(&comment_event("5002")).expect("json");
     let again = app
         .client
-        .post(address)
+        .post(format!("{}/asana/webhooks/h1", app.address))
         .header("x-hook-signature", sign(SECRET, &body))
         .body(body)
         .send()
