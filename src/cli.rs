@@ -154,7 +154,15 @@ async fn attach(
     };
     let request = match AttachRequest::try_from(body) {
         Ok(request) => request,
-        Err(error) => return fail(error),
+        // Named as the command line names them, not as the JSON body does.
+        Err(error) => {
+            return fail(
+                error
+                    .0
+                    .replace("task_gid", "--task")
+                    .replace("context_name", "--context"),
+            );
+        }
     };
     let state = match state(settings).await {
         Ok(state) => state,
@@ -227,42 +235,59 @@ async fn authorize(settings: &Settings) -> ExitCode {
     }
 }
 
+/// Checks everything and reports each result; exits with the code of the first failure.
 async fn check(settings: &Settings) -> ExitCode {
     let state = match state(settings).await {
         Ok(state) => state,
         Err(code) => return code,
     };
+    let mut first_failure: Option<u8> = None;
+    let mut failed = |code: u8, line: String| {
+        println!("✗ {line}");
+        first_failure.get_or_insert(code);
+    };
     let mut missing: Vec<&str> = settings.missing_oauth.clone();
     if settings.context_server.is_none() {
         missing.push("MCP_SERVER_URL or MCP_SERVER_COMMAND");
     }
-    if !missing.is_empty() {
-        println!("✗ settings: missing {}", missing.join(", "));
-        return ExitCode::from(exit::NOT_CONFIGURED);
+    if missing.is_empty() {
+        println!("✓ settings");
+    } else {
+        failed(
+            exit::NOT_CONFIGURED,
+            format!("settings: missing {}", missing.join(", ")),
+        );
     }
-    println!("✓ settings");
-    let token = match state.attacher.tokens.access_token().await {
-        Ok(token) => token,
-        Err(error) => {
-            println!("✗ Asana token: {}", cause_chain(&error));
-            return ExitCode::from(exit::NOT_CONNECTED);
-        }
-    };
-    match state.attacher.asana.me(&token).await {
-        Ok(user) => println!("✓ Asana: connected as {}", user.name),
-        Err(error) => {
-            println!("✗ Asana: {}", cause_chain(&error));
-            return ExitCode::from(exit::ASANA_UNREACHABLE);
-        }
+    match state.attacher.tokens.access_token().await {
+        Ok(token) => match state.attacher.asana.me(&token).await {
+            Ok(user) => println!("✓ Asana: connected as {}", user.name),
+            Err(error) => failed(
+                exit::ASANA_UNREACHABLE,
+                format!("Asana: {}", cause_chain(&error)),
+            ),
+        },
+        Err(error) => failed(
+            exit::NOT_CONNECTED,
+            format!(
+                "Asana token: {}; run `mcp-asana-linker authorize` to connect",
+                cause_chain(&error)
+            ),
+        ),
     }
-    if let Some(source) = &state.attacher.context
-        && let Err(error) = source.probe().await
-    {
-        println!("✗ context server: {}", cause_chain(&error));
-        return ExitCode::from(exit::CONTEXT_UNREACHABLE);
+    match &state.attacher.context {
+        Some(source) => match source.probe().await {
+            Ok(()) => println!("✓ context server reachable"),
+            Err(error) => failed(
+                exit::CONTEXT_UNREACHABLE,
+                format!("context server: {}", cause_chain(&error)),
+            ),
+        },
+        None => println!("- context server: not configured"),
     }
-    println!("✓ context server reachable");
-    ExitCode::SUCCESS
+    match first_failure {
+        None => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(code),
+    }
 }
 
 async fn webhooks(settings: &Settings, command: WebhookCommand) -> ExitCode {

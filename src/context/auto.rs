@@ -56,32 +56,45 @@ impl AutoSource {
         }
     }
 
-    /// Whether the server can be reached with the decided protocol (or either, undecided).
+    /// Whether the server can be reached with the decided protocol (deciding first if need
+    /// be).
     pub async fn probe(&self) -> Result<(), ContextError> {
-        match self.decided.get() {
-            Some(Kind::Mcp) => self.mcp.connect().await,
-            Some(Kind::Rest) => self.rest.probe().await,
-            None => match self.mcp.connect().await {
-                Ok(()) => Ok(()),
-                Err(_) => self.rest.probe().await,
-            },
+        match self.settle().await? {
+            Kind::Mcp => self.mcp.connect().await,
+            Kind::Rest => self.rest.probe().await,
         }
     }
 
     /// Lists what an MCP server offers; REST has no listing.
     pub async fn catalog(&self) -> Result<Catalog, ContextError> {
-        match self.decided.get() {
-            Some(Kind::Rest) => Err(ContextError::ListingUnsupported),
-            Some(Kind::Mcp) => self.mcp.catalog().await,
-            None => {
-                let _deciding = self.deciding.lock().await;
-                match self.mcp.connect().await {
-                    Ok(()) => {
-                        self.decide(Kind::Mcp, "the MCP handshake succeeded");
-                        self.mcp.catalog().await
-                    }
-                    Err(_) => Err(ContextError::ListingUnsupported),
-                }
+        match self.settle().await? {
+            Kind::Rest => Err(ContextError::ListingUnsupported),
+            Kind::Mcp => self.mcp.catalog().await,
+        }
+    }
+
+    /// The protocol, decided on the first clear answer: MCP when the handshake succeeds,
+    /// REST when it fails but the server answers HTTP. An unreachable server decides nothing.
+    async fn settle(&self) -> Result<Kind, ContextError> {
+        if let Some(kind) = self.decided.get() {
+            return Ok(*kind);
+        }
+        let _deciding = self.deciding.lock().await;
+        if let Some(kind) = self.decided.get() {
+            return Ok(*kind);
+        }
+        match self.mcp.connect().await {
+            Ok(()) => {
+                self.decide(Kind::Mcp, "the MCP handshake succeeded");
+                Ok(Kind::Mcp)
+            }
+            Err(mcp_error) => {
+                self.rest.probe().await?;
+                self.decide(
+                    Kind::Rest,
+                    &format!("no MCP handshake ({mcp_error}) but the server answers HTTP"),
+                );
+                Ok(Kind::Rest)
             }
         }
     }

@@ -68,7 +68,9 @@ pub enum ApiError {
         retry_after: Option<u64>,
     },
     /// 503 `asana_not_connected`: no usable Asana token; the user must consent again.
-    #[error("{0}; visit /asana/oauth/authorize to connect Asana")]
+    #[error(
+        "{0}; connect Asana: open /asana/oauth/authorize in a browser, or run `mcp-asana-linker authorize`"
+    )]
     AsanaNotConnected(String),
     /// 503 `not_configured`: settings needed for this request are missing.
     #[error("the service is not configured for this: set {}", .0.join(", "))]

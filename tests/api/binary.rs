@@ -629,6 +629,7 @@ async fn check_exit_codes_say_what_is_wrong() {
     let healthy = run_command(&upstreams, &["check"], &[]);
     let unconfigured = command(empty.path(), &[])
         .arg("check")
+        .stdout(Stdio::piped())
         .output()
         .expect("runs");
     let unreachable = run_command(
@@ -648,6 +649,87 @@ async fn check_exit_codes_say_what_is_wrong() {
     assert_eq!(unconfigured.status.code(), Some(3));
     assert_eq!(unreachable.status.code(), Some(5));
     assert_eq!(malformed.status.code(), Some(2));
+    let unconfigured = String::from_utf8_lossy(&unconfigured.stdout).into_owned();
+    assert!(
+        unconfigured.contains("✗ settings") && unconfigured.contains("✗ Asana token"),
+        "every check is reported, not only the first failure: {unconfigured}"
+    );
+    assert!(
+        unconfigured.contains("mcp-asana-linker authorize"),
+        "{unconfigured}"
+    );
+    let unreachable = String::from_utf8_lossy(&unreachable.stdout).into_owned();
+    assert!(unreachable.contains("✓ Asana: connected"), "{unreachable}");
+}
+
+#[tokio::test]
+async fn auto_against_a_rest_server_keeps_rmcp_out_of_the_log() {
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/users/me"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(
+            json!({"data": {"gid": "42", "name": "Ada Lovelace", "email": "ada@example.com"}}),
+        ))
+        .mount(&upstreams.asana)
+        .await;
+
+    let checked = run_command(
+        &upstreams,
+        &["check"],
+        &[("MCP_PROTOCOL", "auto"), ("RUST_LOG", "debug")],
+    );
+    let refused = run_command(
+        &upstreams,
+        &["check"],
+        &[
+            ("MCP_PROTOCOL", "auto"),
+            ("MCP_SERVER_URL", "http://127.0.0.1:9"),
+        ],
+    );
+
+    assert_eq!(checked.status.code(), Some(0));
+    for output in [&checked, &refused] {
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(!log.contains("rmcp"), "{log}");
+        assert!(!log.contains("\"level\":\"ERROR\""), "{log}");
+    }
+}
+
+#[tokio::test]
+async fn attach_errors_name_the_flags_and_print_the_cause() {
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(json!({"context_text": "t"})),
+        )
+        .mount(&upstreams.context)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(400)
+                .set_body_json(json!({"errors": [{"message": "html_text: XML is invalid"}]})),
+        )
+        .mount(&upstreams.asana)
+        .await;
+
+    let bad_task = run_command(
+        &upstreams,
+        &["attach", "--task", "abc", "--context", "n"],
+        &[],
+    );
+    let refused = run_command(
+        &upstreams,
+        &["attach", "--task", "1", "--context", "n"],
+        &[],
+    );
+
+    let bad_task = String::from_utf8_lossy(&bad_task.stderr).into_owned();
+    assert!(bad_task.contains("--task"), "{bad_task}");
+    assert!(!bad_task.contains("task_gid"), "{bad_task}");
+    let refused = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        refused.contains("XML is invalid"),
+        "the cause is printed: {refused}"
+    );
 }
 
 #[tokio::test]

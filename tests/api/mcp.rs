@@ -215,6 +215,38 @@ async fn auto_picks_rest_for_a_rest_server_and_mcp_for_an_mcp_server() {
     assert_eq!(mcp_probes(&rest_app).await, probes, "the decision is kept");
 }
 
+#[tokio::test]
+async fn auto_settles_on_rest_from_the_listing_route_and_asks_once() {
+    let app = spawn_app_with(VALID, &[("MCP_PROTOCOL", "auto")]).await;
+    app.mount_context("design_notes", "from REST").await;
+    app.expect_story("2", 1).await;
+
+    for _ in 0..3 {
+        let listing = app
+            .client
+            .get(format!("{}/contexts", app.address))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(listing.status(), 501);
+        assert_eq!(error_code(listing).await, "listing_not_supported");
+    }
+    let probes = mcp_probes(&app).await;
+    let (status, _) = attach(
+        &app,
+        json!({"task_gid": "1234567890", "context_name": "design_notes"}),
+    )
+    .await;
+
+    assert_eq!(status, 201);
+    assert!(probes >= 1, "auto tried MCP once");
+    assert_eq!(
+        mcp_probes(&app).await,
+        probes,
+        "decided by the first listing: no handshake after it"
+    );
+}
+
 /// POSTs the REST server received: MCP handshake attempts.
 async fn mcp_probes(app: &TestApp) -> usize {
     app.context
