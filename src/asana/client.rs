@@ -486,7 +486,7 @@ impl AsanaClient {
         let request = self
             .http
             .get(self.base.join("/users/me"))
-            .query(&[("opt_fields", "gid,name,email")]);
+            .query(&[("opt_fields", "name,email")]);
         let response = self.send(request, token, false).await?;
         read_data(response, "").await
     }

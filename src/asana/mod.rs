@@ -3,6 +3,8 @@
 mod client;
 mod comment;
 mod consent;
+#[cfg(test)]
+mod contract;
 mod marker;
 mod oauth;
 mod token_file;
