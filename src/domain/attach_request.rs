@@ -14,11 +14,17 @@ const MAX_ARGUMENTS: usize = 64;
 #[serde(deny_unknown_fields)]
 pub struct AttachRequestBody {
     /// Gid of the Asana task to comment on.
+    #[schema(pattern = r"^[0-9]{1,32}$")]
     pub task_gid: String,
-    /// Name or URI of the context to fetch.
+    /// Name or URI of the context to fetch: 1–256 characters, no control characters, not
+    /// `.` or `..`. For a REST context server, also no `/` or `\\`.
+    #[schema(
+        pattern = r"^([^.\u0000-\u001F\u007F-\u009F]|[^.\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]|\.[^.\u0000-\u001F\u007F-\u009F]|[^\u0000-\u001F\u007F-\u009F]{3,256})$"
+    )]
     pub context_name: String,
-    /// Arguments for an MCP prompt; values must be strings, as MCP requires.
+    /// Arguments for an MCP prompt (at most 64); values must be strings, as MCP requires.
     #[serde(default)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub arguments: PromptArguments,
     /// `markdown`, `plain` or `code`; by default from the context's MIME type.
     #[serde(default)]
@@ -26,7 +32,7 @@ pub struct AttachRequestBody {
     /// `"comment"` (default) or `{"custom_field_gid": "…"}`.
     #[serde(default)]
     pub target: Option<TargetBody>,
-    /// Pin the (first) comment.
+    /// Pin the (first) comment; refused (400) with a custom-field target.
     #[serde(default)]
     pub pin: bool,
     /// End the comment with a line naming the linker.
@@ -39,9 +45,17 @@ pub struct AttachRequestBody {
 #[serde(untagged)]
 pub enum TargetBody {
     /// `"comment"`.
-    Named(String),
+    Named(TargetName),
     /// `{"custom_field_gid": "…"}`.
     CustomField(CustomFieldBody),
+}
+
+/// The one target named by a string.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetName {
+    /// Comments on the task.
+    Comment,
 }
 
 /// `{"custom_field_gid": "…"}`, with no other field.
@@ -49,6 +63,7 @@ pub enum TargetBody {
 #[serde(deny_unknown_fields)]
 pub struct CustomFieldBody {
     /// The text custom field to write.
+    #[schema(pattern = r"^[0-9]{1,32}$")]
     pub custom_field_gid: String,
 }
 
@@ -112,14 +127,7 @@ impl TryFrom<AttachRequestBody> for AttachRequest {
             format: body.format,
             target: match (body.target, body.pin) {
                 (None, pin) => Target::Comment { pin },
-                (Some(TargetBody::Named(name)), pin) if name == "comment" => {
-                    Target::Comment { pin }
-                }
-                (Some(TargetBody::Named(other)), _) => {
-                    return Err(InvalidInput(format!(
-                        "target must be \"comment\" or {{\"custom_field_gid\": \"…\"}}, not {other:?}"
-                    )));
-                }
+                (Some(TargetBody::Named(TargetName::Comment)), pin) => Target::Comment { pin },
                 (Some(TargetBody::CustomField(_)), true) => {
                     return Err(InvalidInput("pin applies to comments only".to_owned()));
                 }

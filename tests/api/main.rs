@@ -9,6 +9,7 @@ mod helpers;
 mod mcp;
 mod mcp_fixture;
 mod oauth;
+mod openapi_conformance;
 mod operations;
 mod refresh;
 mod resilience;

@@ -24,7 +24,7 @@ use crate::telemetry::request_id;
 /// `Idempotency-Key`, a repeat within 24 h gets the first outcome again.
 #[utoipa::path(post, path = "/asana/attach-context", tag = "contexts",
     security((), ("api_key" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first outcome for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first outcome for 24 h; 1–255 visible ASCII characters", pattern = r"^[!-~]{1,255}$")),
     request_body = AttachRequestBody,
     responses(
         (status = 201, description = "Comment(s) posted", body = Attached),
@@ -33,11 +33,12 @@ use crate::telemetry::request_id;
         (status = 401, description = "Missing or wrong API key", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Context or task not found", body = crate::http::openapi::ErrorBody),
         (status = 413, description = "Body or context too large", body = crate::http::openapi::ErrorBody),
+        (status = 415, description = "Body is not application/json", body = crate::http::openapi::ErrorBody),
         (status = 422, description = "Idempotency-Key reused with another body", body = crate::http::openapi::ErrorBody),
         (status = 429, description = "Asana rate limit", body = crate::http::openapi::ErrorBody),
         (status = 502, description = "Upstream failed", body = crate::http::openapi::ErrorBody),
         (status = 503, description = "Not connected or not configured", body = crate::http::openapi::ErrorBody),
-        (status = 504, description = "Upstream timeout", body = crate::http::openapi::ErrorBody),
+        (status = 504, description = "Upstream timeout, or the outcome is unknown (`outcome_unknown`: retry with the same Idempotency-Key)", body = crate::http::openapi::ErrorBody),
     ))]
 pub async fn attach(
     State(state): State<Arc<AppState>>,
@@ -95,8 +96,13 @@ async fn run_keyed(
     responses(
         (status = 200, description = "The parts that would be posted", body = Preview),
         (status = 400, description = "Invalid request", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Context not found", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "Context too large", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Body or context too large", body = crate::http::openapi::ErrorBody),
+        (status = 415, description = "Body is not application/json", body = crate::http::openapi::ErrorBody),
+        (status = 502, description = "The context server failed", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "No context source configured", body = crate::http::openapi::ErrorBody),
+        (status = 504, description = "The context server did not answer in time", body = crate::http::openapi::ErrorBody),
     ))]
 pub async fn preview(
     State(state): State<Arc<AppState>>,

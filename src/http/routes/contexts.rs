@@ -15,6 +15,9 @@ use crate::http::error::ApiError;
     security((), ("api_key" = [])),
     responses(
         (status = 200, description = "Resources and prompts", body = Catalog),
+        (status = 401, description = "Missing or wrong API key", body = crate::http::openapi::ErrorBody),
+        (status = 502, description = "The context server failed", body = crate::http::openapi::ErrorBody),
+        (status = 504, description = "The context server did not answer in time", body = crate::http::openapi::ErrorBody),
         (status = 501, description = "The REST contract has no listing", body = crate::http::openapi::ErrorBody),
         (status = 503, description = "No context source configured", body = crate::http::openapi::ErrorBody),
     ))]

@@ -16,14 +16,16 @@ use crate::webhooks::{EventBatch, HandshakeRefused, HookId, Job, verify_signatur
 /// Handshake (`X-Hook-Secret`) or events (`X-Hook-Signature`).
 #[utoipa::path(post, path = "/asana/webhooks/{hook_id}", tag = "webhooks",
     params(
-        ("hook_id" = String, Path, description = "The hook id chosen at registration"),
+        ("hook_id" = String, Path, description = "The hook id chosen at registration", pattern = r"^[A-Za-z0-9_-]{1,64}$"),
         ("X-Hook-Secret" = Option<String>, Header, description = "Handshake secret"),
         ("X-Hook-Signature" = Option<String>, Header, description = "Hex HMAC-SHA256 of the body"),
     ),
     responses(
         (status = 200, description = "Handshake echoed, or events queued"),
+        (status = 400, description = "Malformed hook id, secret or body", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Bad or missing signature", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Handshake for a hook not announced", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Delivery over 1 MiB", body = crate::http::openapi::ErrorBody),
         (status = 503, description = "Queue full", body = crate::http::openapi::ErrorBody),
     ))]
 pub async fn receive(
