@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Load run on loopback: the linker's attach path against a fast fake upstream; the floor, an
 # axum + reqwest service making only the same two upstream calls, on the system allocator and
-# on mimalloc (the linker's allocator); and the fake alone. Rounds alternate the services so
-# that drift on a shared machine hits each alike. Needs wrk (Debian: apt-get install wrk).
+# on mimalloc (the linker's allocator); and the fake alone. The linker runs as production
+# does: info logs in JSON, an API key, the default comment layout (header on). Rounds
+# interleave the services and rotate their order, so that drift on a shared machine hits each
+# alike. Needs wrk (Debian: apt-get install wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 SERVICE_PORT=${SERVICE_PORT:-18080}
@@ -25,10 +27,10 @@ pids+=("$floor_pid")
 target/release/examples/floor_service_mimalloc "$FLOOR_MI_PORT" "http://127.0.0.1:$FAKE_PORT" >/dev/null &
 floor_mi_pid=$!
 pids+=("$floor_mi_pid")
-(cd "$work" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$SERVICE_PORT" RUST_LOG=warn \
-  MCP_SERVER_URL="http://127.0.0.1:$FAKE_PORT" \
+(cd "$work" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$SERVICE_PORT" \
+  RUST_LOG=info LOG_FORMAT=json MCP_SERVER_URL="http://127.0.0.1:$FAKE_PORT" \
   ASANA_API_BASE_URL="http://127.0.0.1:$FAKE_PORT/api/1.0" \
-  TOKEN_STORE_PATH="$work/tokens.json" LINKER_API_KEY=bench-key COMMENT_HEADER=false \
+  TOKEN_STORE_PATH="$work/tokens.json" LINKER_API_KEY=bench-key \
   "$OLDPWD/target/release/mcp-asana-linker" 2>"$work/service.log") &
 service_pid=$!
 pids+=("$service_pid")
@@ -64,12 +66,17 @@ load() {
 }
 
 echo "== attach, wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+services=("linker $service_pid $SERVICE_PORT" "floor $floor_pid $FLOOR_PORT" \
+  "floor-mimalloc $floor_mi_pid $FLOOR_MI_PORT")
 for round in $(seq 1 "$ROUNDS"); do
   echo "-- round $round"
-  load linker "$service_pid" "$SERVICE_PORT"
-  load floor "$floor_pid" "$FLOOR_PORT"
-  load floor-mimalloc "$floor_mi_pid" "$FLOOR_MI_PORT"
+  # Each round starts with the next service, so none is always measured first or last.
+  for i in 0 1 2; do
+    # shellcheck disable=SC2086
+    load ${services[$(( (round + i) % 3 ))]}
+  done
 done
+echo "log lines written by the linker: $(wc -l < "$work/service.log"), dropped: $(curl -fsS -H 'Authorization: Bearer bench-key' "http://127.0.0.1:$SERVICE_PORT/metrics" | awk '/^linker_log_lines_dropped_total/ {print $2}')"
 echo "peak RSS: linker $(awk '/VmHWM/ {print $2, $3}' "/proc/$service_pid/status"), floor $(awk '/VmHWM/ {print $2, $3}' "/proc/$floor_pid/status"), floor-mimalloc $(awk '/VmHWM/ {print $2, $3}' "/proc/$floor_mi_pid/status")"
 
 echo "== the fake's stories endpoint called directly"
