@@ -23,7 +23,7 @@ impl Marker {
 
     /// A fresh marker for an attach without a key.
     pub fn random() -> Self {
-        Self(crate::util::random::hex_id()[..ID_LEN].to_owned())
+        Self(crate::util::random::quick_id()[..ID_LEN].to_owned())
     }
 
     /// The last line of part `part` (from 1) of `parts`: `ref 0123456789abcdef`, with `.2`

@@ -2,6 +2,9 @@
 //! line is handed over through a bounded queue; when the queue is full (the writer cannot keep
 //! up), INFO and lower lines are dropped and counted (`linker_log_lines_dropped_total`), while
 //! WARN and ERROR lines wait for room: they are never lost. [`LogGuard`] flushes at shutdown.
+//! The writer wakes on a short interval rather than per line: waking a thread for every line
+//! costs a futex call and a context switch per request, which on two cores was most of what
+//! logging cost.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -13,9 +16,11 @@ use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Lines waiting at most before INFO lines are dropped.
-const QUEUE_LINES: usize = 16 * 1024;
+const QUEUE_LINES: usize = 4 * 1024;
 /// Longest the flush at shutdown may take.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
+/// How often the writer looks for lines: the most a line waits before it is written.
+const INTERVAL: Duration = Duration::from_millis(10);
 
 enum Message {
     Line(Vec<u8>),
@@ -67,10 +72,19 @@ pub fn spawn(out: impl Write + Send + 'static) -> (NonBlocking, LogGuard) {
     )
 }
 
-/// Writes what arrives, a batch per system call, until every sender is gone.
+/// Writes what has arrived every [`INTERVAL`], a batch per system call, until every sender is
+/// gone.
 fn write_lines(receiver: &Receiver<Message>, out: &std::sync::Mutex<impl Write>) {
     let mut batch = Vec::with_capacity(64 * 1024);
-    while let Ok(first) = receiver.recv() {
+    loop {
+        let first = match receiver.try_recv() {
+            Ok(message) => message,
+            Err(mpsc::TryRecvError::Empty) => {
+                std::thread::sleep(INTERVAL);
+                continue;
+            }
+            Err(mpsc::TryRecvError::Disconnected) => return,
+        };
         let mut flushes = Vec::new();
         for message in std::iter::once(first).chain(receiver.try_iter()) {
             match message {

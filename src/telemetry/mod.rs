@@ -1,6 +1,7 @@
 //! Telemetry: the tracing subscriber (pretty or JSON), request ids, the per-request layer,
 //! and Prometheus metrics.
 
+mod format;
 pub mod log_writer;
 pub mod metrics;
 pub mod observe;
@@ -38,18 +39,14 @@ pub fn init(format: LogFormat, directives: &str) -> Result<LogGuard, TelemetryEr
         source,
     })?;
     let (writer, guard) = log_writer::spawn(std::io::stderr());
-    let builder = tracing_subscriber::fmt()
+    // A second init (tests) keeps the first subscriber; that is fine.
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(writer);
-    // A second init (tests) keeps the first subscriber; that is fine.
-    let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_span_list(false)
-            .try_init(),
-    };
+        .with_writer(writer)
+        .event_format(format::LineFormat {
+            json: format == LogFormat::Json,
+        })
+        .try_init();
     Ok(guard)
 }

@@ -1,5 +1,6 @@
-//! One layer for what every request gets: its id (kept or made, returned, on the log span, in
-//! error bodies), its log span and response line, and its metrics. One hand-written layer
+//! One layer for what every request gets: its id (kept or made, returned, in the task-local
+//! that every log line of the request reads, in error bodies), its response line, and its
+//! metrics. One hand-written layer
 //! rather than five `Router::layer` calls or a `from_fn`: each of those costs a boxed service
 //! clone and a boxed future per request, which the load benchmark showed in the attach path.
 
@@ -13,7 +14,7 @@ use axum::http::{HeaderValue, Method, Response};
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
-use tracing::{Level, Span};
+use tracing::Level;
 
 use crate::http::error::ErrorLog;
 use crate::telemetry::request_id;
@@ -56,22 +57,14 @@ where
         let header = HeaderValue::from_str(&id).ok();
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
-        let span = tracing::info_span!(
-            "request",
-            method = %method,
-            path = %request.uri().path(),
-            request_id = %id,
-        );
-        let inner = {
-            let _entered = span.enter();
-            request_id::scope(id, self.inner.call(request))
-        };
+        let path = request.uri().path().to_owned();
+        let inner = request_id::scope(id, self.inner.call(request));
         ObserveFuture {
             inner,
-            span,
             started,
             route,
             method,
+            path,
             header,
         }
     }
@@ -82,8 +75,8 @@ pin_project! {
     pub struct ObserveFuture<F> {
         #[pin]
         inner: TaskLocalFuture<String, F>,
-        span: Span,
         started: Instant,
+        path: String,
         route: Option<MatchedPath>,
         method: Method,
         header: Option<HeaderValue>,
@@ -97,27 +90,60 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let _entered = this.span.enter();
-        let mut result = ready!(this.inner.poll(cx));
+        let mut this = self.project();
+        let mut result = ready!(this.inner.as_mut().poll(cx));
         if let Ok(response) = &mut result {
             let status = response.status();
             let elapsed = this.started.elapsed();
-            let latency_ms = elapsed.as_secs_f64() * 1000.0;
+            let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
             // The request's one log line: its level and error code come from the error that
             // made the response, if any (the error itself logs nothing).
             let status = status.as_u16();
+            let method = this.method.as_str();
+            let path = this.path.as_str();
+            let request_id = this
+                .header
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
             match response.extensions().get::<ErrorLog>() {
                 Some(e) if e.level == Level::ERROR => {
-                    tracing::error!(status, latency_ms, code = e.code, detail = %e.detail, "response")
+                    tracing::error!(
+                        status,
+                        latency_us,
+                        method,
+                        path,
+                        request_id,
+                        code = e.code,
+                        detail = e.detail.as_str(),
+                        "response"
+                    )
                 }
                 Some(e) if e.level == Level::WARN => {
-                    tracing::warn!(status, latency_ms, code = e.code, detail = %e.detail, "response")
+                    tracing::warn!(
+                        status,
+                        latency_us,
+                        method,
+                        path,
+                        request_id,
+                        code = e.code,
+                        detail = e.detail.as_str(),
+                        "response"
+                    )
                 }
                 Some(e) => {
-                    tracing::info!(status, latency_ms, code = e.code, detail = %e.detail, "response")
+                    tracing::info!(
+                        status,
+                        latency_us,
+                        method,
+                        path,
+                        request_id,
+                        code = e.code,
+                        detail = e.detail.as_str(),
+                        "response"
+                    )
                 }
-                None => tracing::info!(status, latency_ms, "response"),
+                None => tracing::info!(status, latency_us, method, path, request_id, "response"),
             }
             crate::telemetry::metrics::request(
                 this.route.as_ref().map_or("unmatched", MatchedPath::as_str),

@@ -21,7 +21,7 @@ pub fn for_request(headers: &HeaderMap) -> String {
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_sane(v))
-        .map_or_else(crate::util::random::hex_id, str::to_owned)
+        .map_or_else(crate::util::random::quick_id, str::to_owned)
 }
 
 /// 1–128 characters from `A-Z a-z 0-9 - _ . :`; anything else is replaced, so ids are safe

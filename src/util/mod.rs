@@ -4,6 +4,7 @@ pub mod atomic_file;
 pub mod base_url;
 pub mod random;
 pub mod retry;
+pub mod run_to_end;
 
 /// Formats an error and its sources as one line, for the log.
 pub fn cause_chain(error: &dyn std::error::Error) -> String {

@@ -1,19 +1,66 @@
-//! Random identifiers for request ids and webhook hook ids.
+//! Random identifiers: webhook hook ids ([`hex_id`]), and request ids and attach markers
+//! ([`quick_id`]), made on every request.
 
+use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
+
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// 32 random hex characters: two outputs of randomly seeded SipHash (std's `RandomState`),
 /// unguessable enough for ids that are not secrets.
 pub fn hex_id() -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    hex(seed(), seed())
+}
+
+/// 32 random hex characters from a per-thread generator (SplitMix64, seeded like
+/// [`hex_id`]): unique for every practical purpose and about twenty times cheaper, for the ids
+/// made on every request. Not for anything an attacker must not guess.
+pub fn quick_id() -> String {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(seed());
+    }
+    STATE.with(|state| {
+        let mut next = || {
+            let value = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            state.set(value);
+            let mut z = value;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        hex(next(), next())
+    })
+}
+
+fn seed() -> u64 {
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+fn hex(high: u64, low: u64) -> String {
     let mut id = [0u8; 32];
-    for half in id.chunks_exact_mut(16) {
-        let value = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
+    for (half, value) in id.chunks_exact_mut(16).zip([high, low]) {
         for (i, digit) in half.iter_mut().enumerate() {
             *digit = DIGITS[((value >> (60 - 4 * i)) & 0xf) as usize];
         }
     }
     id.iter().map(|&digit| char::from(digit)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn ids_are_32_hex_characters_and_do_not_repeat() {
+        let ids: HashSet<String> = (0..10_000).map(|_| quick_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(10).chain([&hex_id()]) {
+            assert_eq!(id.len(), 32);
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        }
+    }
 }

@@ -333,6 +333,16 @@ struct Upstreams {
 }
 
 impl Upstreams {
+    /// Asana says whose token it is.
+    async fn mount_me(&self) {
+        wiremock::Mock::given(wiremock::matchers::path("/api/1.0/users/me"))
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(
+                json!({"data": {"gid": "42", "name": "Ada Lovelace", "email": "ada@example.com"}}),
+            ))
+            .mount(&self.asana)
+            .await;
+    }
+
     async fn new(valid_for: Duration) -> Self {
         let asana = MockServer::start().await;
         let context = MockServer::start().await;
@@ -618,12 +628,7 @@ fn run_command(
 #[tokio::test]
 async fn check_exit_codes_say_what_is_wrong() {
     let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
-    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/users/me"))
-        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(
-            json!({"data": {"gid": "42", "name": "Ada Lovelace", "email": "ada@example.com"}}),
-        ))
-        .mount(&upstreams.asana)
-        .await;
+    upstreams.mount_me().await;
     let empty = tempfile::tempdir().expect("dir");
 
     let healthy = run_command(&upstreams, &["check"], &[]);
@@ -665,12 +670,7 @@ async fn check_exit_codes_say_what_is_wrong() {
 #[tokio::test]
 async fn auto_against_a_rest_server_keeps_rmcp_out_of_the_log() {
     let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
-    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/users/me"))
-        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(
-            json!({"data": {"gid": "42", "name": "Ada Lovelace", "email": "ada@example.com"}}),
-        ))
-        .mount(&upstreams.asana)
-        .await;
+    upstreams.mount_me().await;
 
     let checked = run_command(
         &upstreams,

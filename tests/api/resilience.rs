@@ -38,6 +38,13 @@ impl Respond for RateLimitedUntil {
     }
 }
 
+/// The story gid of a 201 answer.
+async fn created_gid(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), 201);
+    let answer: Value = response.json().await.expect("JSON");
+    answer["story_gid"].as_str().unwrap_or_default().to_owned()
+}
+
 async fn mount_stories_list(app: &TestApp, answer: ResponseTemplate) {
     Mock::given(method("GET"))
         .and(path(STORIES_PATH))
@@ -145,9 +152,7 @@ async fn a_500_from_asana_after_it_created_the_comment_does_not_post_it_again() 
 
     let response = app.post_attach(&body()).await;
 
-    assert_eq!(response.status(), 201);
-    let answer: Value = response.json().await.expect("JSON");
-    assert_eq!(answer["story_gid"], "900");
+    assert_eq!(created_gid(response).await, "900");
     assert_eq!(stories.count(), 1, "posted once");
 }
 
@@ -165,9 +170,7 @@ async fn a_timeout_whose_comment_exists_is_not_posted_again() {
 
     let response = app.post_attach(&body()).await;
 
-    assert_eq!(response.status(), 201);
-    let answer: Value = response.json().await.expect("JSON");
-    assert_eq!(answer["story_gid"], "900");
+    assert_eq!(created_gid(response).await, "900");
     assert_eq!(stories.count(), 1);
 }
 
@@ -185,9 +188,7 @@ async fn a_5xx_answer_whose_comment_is_absent_is_posted_exactly_once_more() {
 
     let response = app.post_attach(&body()).await;
 
-    assert_eq!(response.status(), 201);
-    let answer: Value = response.json().await.expect("JSON");
-    assert_eq!(answer["story_gid"], "900");
+    assert_eq!(created_gid(response).await, "900");
     assert_eq!(stories.count(), 1);
 }
 

@@ -9,16 +9,15 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::http::access::ApiAccess;
-use tracing::Instrument;
-
 use crate::app::AppState;
 use crate::asana::Marker;
 use crate::domain::{AttachRequest, AttachRequestBody};
+use crate::http::access::ApiAccess;
 use crate::http::error::{ApiError, ApiJson};
 use crate::idempotency::{IdempotencyKey, Keep, Once, Outcome, fingerprint};
 use crate::service::attach::{Attached, Preview};
 use crate::telemetry::request_id;
+use crate::util::run_to_end::RunToEnd;
 
 /// Posts the named context as a comment on the task; 201 with the story gid. With an
 /// `Idempotency-Key`, a repeat within 24 h gets the first outcome again.
@@ -48,14 +47,21 @@ pub async fn attach(
 ) -> Result<Response, ApiError> {
     let request = AttachRequest::try_from(body)?;
     let deadline = state.request_deadline;
-    // On a task of its own: once it writes to Asana it must run to its end and record its
-    // outcome, whether or not the client is still there to read it.
+    // Once it writes to Asana, the attach must run to its end and record its outcome, whether
+    // or not the client is still there to read it: dropped (hang-up, deadline), it carries on
+    // on a task of its own.
+    let (answer, answered) = tokio::sync::oneshot::channel();
     let id = request_id::current().unwrap_or_default();
-    let run = request_id::scope(id, run_keyed(state, request, key)).in_current_span();
-    let attach = tokio::spawn(run);
-    match tokio::time::timeout(deadline, attach).await {
+    let attach = RunToEnd::new(request_id::scope(id, async move {
+        let _ = answer.send(run_keyed(state, request, key).await);
+    }));
+    let answered = async {
+        attach.await;
+        answered.await
+    };
+    match tokio::time::timeout(deadline, answered).await {
         Ok(Ok(response)) => response,
-        Ok(Err(join)) => Err(ApiError::Internal(format!("the attach task failed: {join}"))),
+        Ok(Err(_)) => Err(ApiError::Internal("the attach ended without an answer".to_owned())),
         Err(_) => Err(ApiError::OutcomeUnknown(
             "the attach is still running after REQUEST_DEADLINE_SECS and may still post; retry with the same Idempotency-Key to get its outcome without posting twice".to_owned(),
         )),

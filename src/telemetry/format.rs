@@ -1,0 +1,242 @@
+//! The log line format: one JSON object per line (or one text line), written straight from
+//! the event's fields. The request id comes from the task-local the request runs in, so no
+//! span is created per request and nothing is formatted twice: tracing-subscriber's JSON
+//! layer stores each span's fields as JSON text and parses it back for every event, which cost
+//! more than the rest of a request's logging together.
+
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// One line per event, as JSON (`LOG_FORMAT=json`) or text (`pretty`).
+#[derive(Debug, Clone, Copy)]
+pub struct LineFormat {
+    /// JSON objects rather than text.
+    pub json: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for LineFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let now = Timestamp(std::time::SystemTime::now());
+        let span = ctx.lookup_current().map(|span| span.name());
+        let request_id = super::request_id::current();
+        let mut line = String::with_capacity(256);
+        if self.json {
+            let _ = write!(
+                line,
+                "{{\"timestamp\":\"{now}\",\"level\":\"{}\"",
+                meta.level()
+            );
+            let mut fields = JsonFields { line: &mut line };
+            event.record(&mut fields);
+            push_json_field(&mut line, "target", meta.target());
+            if let Some(span) = span {
+                push_json_field(&mut line, "span", span);
+            }
+            if let Some(id) = &request_id {
+                push_json_field(&mut line, "request_id", id);
+            }
+            line.push('}');
+        } else {
+            let level = meta.level();
+            if writer.has_ansi_escapes() {
+                let _ = write!(line, "{now} {}{level:>5}\x1b[0m ", colour(*level));
+            } else {
+                let _ = write!(line, "{now} {level:>5} ");
+            }
+            let _ = write!(line, "{}:", meta.target());
+            let mut fields = TextFields {
+                line: &mut line,
+                message: None,
+            };
+            event.record(&mut fields);
+            let message = fields.message.take().unwrap_or_default();
+            let _ = write!(line, " {message}");
+            if let Some(id) = &request_id {
+                let _ = write!(line, " request_id={id}");
+            }
+        }
+        line.push('\n');
+        writer.write_str(&line)
+    }
+}
+
+/// A UTC time written as RFC 3339 with microseconds (`2026-11-25T22:33:17.123456Z`), by hand:
+/// a general date formatter costs more than the rest of the line.
+struct Timestamp(std::time::SystemTime);
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let since = self
+            .0
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = since.as_secs();
+        let (days, in_day) = (secs / 86_400, secs % 86_400);
+        let (year, month, day) = civil_from_days(days);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+            in_day / 3600,
+            in_day / 60 % 60,
+            in_day % 60,
+            since.subsec_micros()
+        )
+    }
+}
+
+/// Year, month and day of the day `days` after 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+fn colour(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "\x1b[31m",
+        Level::WARN => "\x1b[33m",
+        Level::INFO => "\x1b[32m",
+        _ => "\x1b[2m",
+    }
+}
+
+/// Appends `,"name":"value"` with `value` escaped for JSON.
+fn push_json_field(line: &mut String, name: &str, value: &str) {
+    line.push_str(",\"");
+    line.push_str(name);
+    line.push_str("\":");
+    push_json_string(line, value);
+}
+
+/// Appends `value` as a JSON string.
+fn push_json_string(line: &mut String, value: &str) {
+    line.push('"');
+    // Most values are plain ASCII: copied whole, without a pass per character.
+    if value
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        line.push_str(value);
+        line.push('"');
+        return;
+    }
+    for c in value.chars() {
+        match c {
+            '"' => line.push_str("\\\""),
+            '\\' => line.push_str("\\\\"),
+            '\n' => line.push_str("\\n"),
+            '\r' => line.push_str("\\r"),
+            '\t' => line.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(line, "\\u{:04x}", u32::from(c));
+            }
+            c => line.push(c),
+        }
+    }
+    line.push('"');
+}
+
+struct JsonFields<'a> {
+    line: &'a mut String,
+}
+
+impl Visit for JsonFields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        push_json_field(self.line, field.name(), value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        push_json_field(self.line, field.name(), &format!("{value:?}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let _ = write!(self.line, ",\"{}\":{value}", field.name());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        let _ = write!(self.line, ",\"{}\":{value}", field.name());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if value.is_finite() {
+            let _ = write!(self.line, ",\"{}\":{value:.3}", field.name());
+        } else {
+            push_json_field(self.line, field.name(), &value.to_string());
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        let _ = write!(self.line, ",\"{}\":{value}", field.name());
+    }
+}
+
+struct TextFields<'a> {
+    line: &'a mut String,
+    message: Option<String>,
+}
+
+impl Visit for TextFields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.message = Some(format!("{value:?}"));
+        } else {
+            let _ = write!(self.line, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = Some(value.to_owned());
+        } else {
+            let _ = write!(self.line, " {}={value}", field.name());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_in_utc() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_795_645_997_123_456);
+        assert_eq!(Timestamp(at).to_string(), "2026-11-25T22:33:17.123456Z");
+        assert_eq!(
+            Timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400))
+                .to_string(),
+            "2000-02-29T00:00:00.000000Z"
+        );
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut line = String::new();
+        push_json_string(&mut line, "a\"b\\c\nd\u{1}");
+        assert_eq!(line, r#""a\"b\\c\nd\u0001""#);
+        let parsed: String = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(parsed, "a\"b\\c\nd\u{1}");
+    }
+}
