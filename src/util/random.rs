@@ -20,7 +20,7 @@ pub fn quick_id() -> String {
         static STATE: Cell<u64> = Cell::new(seed());
     }
     STATE.with(|state| {
-        let mut next = || {
+        let next = || {
             let value = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
             state.set(value);
             let mut z = value;
