@@ -88,14 +88,22 @@ impl fmt::Display for Timestamp {
         let secs = since.as_secs();
         let (days, in_day) = (secs / 86_400, secs % 86_400);
         let (year, month, day) = civil_from_days(days);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-            in_day / 3600,
-            in_day / 60 % 60,
-            in_day % 60,
-            since.subsec_micros()
-        )
+        // `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`, digits written in place.
+        let mut text = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut value: u64| {
+            for digit in text[at..at + width].iter_mut().rev() {
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, in_day / 3600);
+        put(14, 2, in_day / 60 % 60);
+        put(17, 2, in_day % 60);
+        put(20, 6, u64::from(since.subsec_micros()));
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 

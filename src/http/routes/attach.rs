@@ -131,8 +131,10 @@ async fn run(
     marker: &Marker,
     resume: bool,
 ) -> Result<Attached, Refused> {
-    // Boxed: the attach future is large (retries, reconciliation, every source kind).
-    Box::pin(state.attacher.attach(request, marker, resume))
+    // Not boxed here: `RunToEnd` already keeps the whole attach on the heap.
+    state
+        .attacher
+        .attach(request, marker, resume)
         .await
         .map_err(|failed| Refused {
             wrote: failed.wrote,
