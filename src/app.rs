@@ -119,8 +119,9 @@ impl AppState {
         );
         // Kept beside the token file: the one directory the service writes to.
         let beside_tokens = |name: &str| settings.token_store_path.with_file_name(name);
-        let idempotency = IdempotencyStore::open(beside_tokens("idempotency_keys.jsonl"))
-            .map_err(StartupError::Idempotency)?;
+        let keys_path = beside_tokens("idempotency_keys.jsonl");
+        let idempotency =
+            IdempotencyStore::open(keys_path.clone()).map_err(StartupError::Idempotency)?;
         let webhook_seen = Arc::new(
             IdempotencyStore::open(beside_tokens("webhook_seen.jsonl"))
                 .map_err(StartupError::Idempotency)?,
@@ -167,7 +168,7 @@ impl AppState {
             webhook_queue: Queue::new(),
             webhook_seen,
             webhook_rules,
-            readiness: Readiness::new(settings),
+            readiness: Readiness::new(keys_path),
             access: AccessPolicy::new(settings),
             idempotency,
             oauth,

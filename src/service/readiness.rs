@@ -11,7 +11,6 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::app::AppState;
-use crate::config::Settings;
 
 /// How long a reachability check is reused.
 const CHECK_TTL: Duration = Duration::from_secs(30);
@@ -42,12 +41,10 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// Checks for the storage the settings name.
-    pub fn new(settings: &Settings) -> Self {
+    /// Checks that `storage_probe`, a file the service appends to, can be opened for writing.
+    pub fn new(storage_probe: PathBuf) -> Self {
         Self {
-            storage_probe: settings
-                .token_store_path
-                .with_file_name("idempotency_keys.jsonl"),
+            storage_probe,
             reachability: Mutex::new(None),
         }
     }
