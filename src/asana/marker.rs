@@ -29,11 +29,31 @@ impl Marker {
     /// The last line of part `part` (from 1) of `parts`: `ref 0123456789abcdef`, with `.2`
     /// for the second of several parts.
     pub fn line(&self, part: usize, parts: usize) -> String {
+        let mut line = String::with_capacity(self.width(parts));
+        self.push_line(&mut line, part, parts);
+        line
+    }
+
+    /// Appends [`Marker::line`] to `out`, without a formatting pass: it ends every comment.
+    pub fn push_line(&self, out: &mut String, part: usize, parts: usize) {
+        out.push_str("ref ");
+        out.push_str(&self.0);
         if parts > 1 {
-            format!("ref {}.{part}", self.0)
-        } else {
-            format!("ref {}", self.0)
+            // Several parts are rare; only they pay for formatting a number.
+            out.push('.');
+            out.push_str(&part.to_string());
         }
+    }
+
+    /// Characters of the longest line among `parts` parts.
+    pub fn width(&self, parts: usize) -> usize {
+        "ref ".len()
+            + self.0.len()
+            + if parts > 1 {
+                1 + crate::util::decimal_digits(parts)
+            } else {
+                0
+            }
     }
 
     /// Whether `visible` (a comment's text as Asana returns it) ends with `line`. Whitespace

@@ -5,7 +5,7 @@
 
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
-use super::{Block, escape, push_escaped, push_xml_safe};
+use super::{Block, escape, push_escaped};
 
 /// What a rule is rendered as.
 const RULE: &str = "――――――――――";
@@ -28,7 +28,6 @@ pub fn blocks(markdown: &str) -> Vec<Block> {
 struct Renderer {
     blocks: Vec<Block>,
     html: String,
-    plain: String,
     /// Open block-level tags; a block is complete when this returns to zero.
     depth: usize,
     /// The current top-level block is a code block: its raw text, for splitting.
@@ -174,7 +173,6 @@ impl Renderer {
                 // The last newline of a code block ends it; it is not content.
                 if self.html.ends_with('\n') {
                     self.html.pop();
-                    self.plain.pop();
                 }
                 if let Some(code) = &mut self.code
                     && code.ends_with('\n')
@@ -232,7 +230,6 @@ impl Renderer {
 
     fn text(&mut self, text: &str) {
         push_escaped(&mut self.html, text);
-        push_xml_safe(&mut self.plain, text);
     }
 
     fn finish_block_if_top(&mut self) {
@@ -241,7 +238,6 @@ impl Renderer {
         }
         self.blocks.push(Block {
             html: std::mem::take(&mut self.html),
-            plain: std::mem::take(&mut self.plain),
             code: self.code.take(),
         });
         self.paragraphs_in_container = 0;

@@ -91,12 +91,11 @@ pub struct TooLarge {
     pub max_chars: usize,
 }
 
-/// A rendered top-level block: its html, its text content, and its raw code if it is a code
-/// block (so it can be split into several code blocks).
+/// A rendered top-level block: its html, and its raw code if it is a code block (so it can
+/// be split into several code blocks).
 #[derive(Debug, Clone)]
 pub struct Block {
     html: String,
-    plain: String,
     code: Option<String>,
 }
 
@@ -104,49 +103,48 @@ const FOOTER: &str = "Posted by mcp-asana-linker";
 
 /// Renders `text` in `format` into the comments to post, in order.
 pub fn render(text: &str, format: Format, layout: &Layout) -> Result<Vec<CommentBody>, TooLarge> {
-    let numbered = |i: usize, n: usize, header: &str| {
-        if n > 1 {
-            format!("{header} ({i}/{n})")
+    // The widest header and marker are those of the last of the most parts allowed.
+    let numbering = |parts: usize| {
+        if parts > 1 {
+            " (/)".len() + 2 * crate::util::decimal_digits(parts)
         } else {
-            header.to_owned()
+            0
         }
     };
-    let widest_header = layout
-        .header
-        .as_deref()
-        .map(|h| numbered(layout.max_parts, layout.max_parts, h));
+    let widest_numbering = numbering(layout.max_parts);
     let widest_marker = layout
         .marker
         .as_ref()
-        .map_or(0, |m| m.line(layout.max_parts, layout.max_parts).len());
-    let mut parts = match format {
-        Format::Plain => {
-            let overhead = widest_header.as_ref().map_or(0, |h| h.chars().count() + 2)
-                + if layout.footer { FOOTER.len() + 2 } else { 0 }
-                + widest_marker
-                + 2;
-            let room = layout.max_chars.saturating_sub(overhead).max(1);
-            split::text_parts(&xml_safe(text), room)
-        }
-        Format::Markdown | Format::Code => {
-            let blocks = match format {
-                Format::Code => vec![code_block(text)],
-                _ => markdown::blocks(text),
-            };
-            let overhead = "<body></body>".len()
-                + widest_header.as_ref().map_or(0, |h| {
-                    escape(h).chars().count() + "<strong></strong>\n\n".len()
-                })
-                + if layout.footer {
-                    FOOTER.len() + "\n\n<em></em>".len()
-                } else {
-                    0
-                }
-                + widest_marker
-                + "\n\n<em></em>".len();
-            let room = layout.max_chars.saturating_sub(overhead).max(1);
-            split::html_parts(&blocks, room)
-        }
+        .map_or(0, |m| m.width(layout.max_parts));
+    let html = !matches!(format, Format::Plain);
+    let mut parts = if html {
+        let blocks = match format {
+            Format::Code => vec![code_block(text)],
+            _ => markdown::blocks(text),
+        };
+        let overhead = "<body></body>".len()
+            + layout.header.as_ref().map_or(0, |h| {
+                escape(h).chars().count() + widest_numbering + "<strong></strong>\n\n".len()
+            })
+            + if layout.footer {
+                FOOTER.len() + "\n\n<em></em>".len()
+            } else {
+                0
+            }
+            + widest_marker
+            + "\n\n<em></em>".len();
+        let room = layout.max_chars.saturating_sub(overhead).max(1);
+        split::html_parts(blocks, room)
+    } else {
+        let overhead = layout
+            .header
+            .as_ref()
+            .map_or(0, |h| h.chars().count() + widest_numbering + 2)
+            + if layout.footer { FOOTER.len() + 2 } else { 0 }
+            + widest_marker
+            + 2;
+        let room = layout.max_chars.saturating_sub(overhead).max(1);
+        split::text_parts(&xml_safe(text), room)
     };
     if parts.is_empty() {
         // An empty context still makes one comment (its header says what it was).
@@ -164,35 +162,46 @@ pub fn render(text: &str, format: Format, layout: &Layout) -> Result<Vec<Comment
         .into_iter()
         .enumerate()
         .map(|(i, part)| {
-            let header = layout.header.as_deref().map(|h| numbered(i + 1, count, h));
-            let last = i + 1 == count;
-            match format {
-                Format::Plain => {
-                    let mut body = header.map(|h| format!("{h}\n\n")).unwrap_or_default();
-                    body.push_str(&part);
-                    if last && layout.footer {
-                        body.push_str(&format!("\n\n{FOOTER}"));
-                    }
-                    if let Some(marker) = &layout.marker {
-                        body.push_str(&format!("\n\n{}", marker.line(i + 1, count)));
-                    }
-                    CommentBody::Text(body)
+            let mut body = String::with_capacity(
+                part.len() + layout.header.as_ref().map_or(0, String::len) + 160,
+            );
+            let (open, close) = if html { ("<em>", "</em>") } else { ("", "") };
+            if html {
+                body.push_str("<body>");
+            }
+            if let Some(header) = &layout.header {
+                if html {
+                    body.push_str("<strong>");
+                    push_escaped(&mut body, header);
+                } else {
+                    body.push_str(header);
                 }
-                _ => {
-                    let mut body = String::from("<body>");
-                    if let Some(h) = header {
-                        body.push_str(&format!("<strong>{}</strong>\n\n", escape(&h)));
-                    }
-                    body.push_str(&part);
-                    if last && layout.footer {
-                        body.push_str(&format!("\n\n<em>{FOOTER}</em>"));
-                    }
-                    if let Some(marker) = &layout.marker {
-                        body.push_str(&format!("\n\n<em>{}</em>", marker.line(i + 1, count)));
-                    }
-                    body.push_str("</body>");
-                    CommentBody::Html(body)
+                if count > 1 {
+                    body.push_str(&format!(" ({}/{count})", i + 1));
                 }
+                if html {
+                    body.push_str("</strong>");
+                }
+                body.push_str("\n\n");
+            }
+            body.push_str(&part);
+            if i + 1 == count && layout.footer {
+                body.push_str("\n\n");
+                body.push_str(open);
+                body.push_str(FOOTER);
+                body.push_str(close);
+            }
+            if let Some(marker) = &layout.marker {
+                body.push_str("\n\n");
+                body.push_str(open);
+                marker.push_line(&mut body, i + 1, count);
+                body.push_str(close);
+            }
+            if html {
+                body.push_str("</body>");
+                CommentBody::Html(body)
+            } else {
+                CommentBody::Text(body)
             }
         })
         .collect())
@@ -201,7 +210,6 @@ pub fn render(text: &str, format: Format, layout: &Layout) -> Result<Vec<Comment
 fn code_block(text: &str) -> Block {
     Block {
         html: format!("<code>{}</code>", escape(text)),
-        plain: xml_safe(text),
         code: Some(text.to_owned()),
     }
 }

@@ -2,17 +2,37 @@
 //! where possible; a block too long for one part is cut between lines, then words, then
 //! characters, never inside a tag or an entity, and a code block is closed and reopened.
 
-use super::{Block, escape};
+use super::{Block, escape, text_content};
 
 /// Separator between blocks: a blank line (Asana has no paragraph tag).
 const SEPARATOR: &str = "\n\n";
 
 /// Packs blocks into parts whose html is at most `room` characters each.
-pub fn html_parts(blocks: &[Block], room: usize) -> Vec<String> {
+pub fn html_parts(blocks: Vec<Block>, room: usize) -> Vec<String> {
+    // Most contexts fit in one comment: bytes bound characters, so when the bytes fit, the
+    // blocks are joined as they are, without counting or copying each one.
+    let bytes = blocks.iter().map(|b| b.html.len()).sum::<usize>()
+        + SEPARATOR.len() * blocks.len().saturating_sub(1);
+    if bytes <= room {
+        let mut blocks = blocks.into_iter();
+        return blocks
+            .next()
+            .map(|first| {
+                let mut joined = first.html;
+                joined.reserve(bytes - joined.len());
+                for block in blocks {
+                    joined.push_str(SEPARATOR);
+                    joined.push_str(&block.html);
+                }
+                joined
+            })
+            .into_iter()
+            .collect();
+    }
     let mut units = Vec::new();
     for block in blocks {
         if block.html.chars().count() <= room {
-            units.push(block.html.clone());
+            units.push(block.html);
         } else if let Some(code) = &block.code {
             let inner = room.saturating_sub("<code></code>".len()).max(1);
             units.extend(
@@ -23,7 +43,7 @@ pub fn html_parts(blocks: &[Block], room: usize) -> Vec<String> {
         } else {
             // Inline formatting cannot be cut safely; an oversized block keeps its text.
             units.extend(
-                chunks(&block.plain, room, escaped_len)
+                chunks(&text_content(&block.html), room, escaped_len)
                     .iter()
                     .map(|c| escape(c)),
             );

@@ -17,3 +17,8 @@ pub fn cause_chain(error: &dyn std::error::Error) -> String {
     }
     line
 }
+
+/// How many decimal digits `n` has.
+pub fn decimal_digits(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
