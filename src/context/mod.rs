@@ -275,11 +275,13 @@ impl ContextSource {
         name: &ContextName,
         arguments: &PromptArguments,
     ) -> Result<Context, ContextError> {
+        // The MCP futures are several times the size of the REST one; boxed, they do not
+        // make every attach's future (moved whole when it starts) that large.
         let fetch = || async {
             match &self.kind {
                 SourceKind::Rest(rest) => rest.fetch(name).await,
-                SourceKind::Mcp(mcp) => mcp.fetch(name, arguments).await,
-                SourceKind::Auto(auto) => auto.fetch(name, arguments).await,
+                SourceKind::Mcp(mcp) => Box::pin(mcp.fetch(name, arguments)).await,
+                SourceKind::Auto(auto) => Box::pin(auto.fetch(name, arguments)).await,
             }
         };
         self.retry.run(fetch, ContextError::retry).await
