@@ -15,16 +15,17 @@ use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use crate::asana::{AsanaClient, AsanaOAuth, PendingConsents, TokenFile, TokenManager};
+use crate::asana::{AsanaClient, AsanaOAuth, PendingConsents, TokenManager};
 use crate::config::Settings;
 use crate::context::ContextSource;
 use crate::http::access::AccessPolicy;
 use crate::http::error::ApiError;
 use crate::http::openapi::ApiDoc;
 use crate::http::routes;
-use crate::idempotency::{IdempotencyFileError, IdempotencyStore};
+use crate::idempotency::Idempotency;
 use crate::service::attach::{Attacher, CommentSettings};
 use crate::service::readiness::Readiness;
+use crate::store::{Store, StoreError};
 use crate::telemetry::observe::ObserveLayer;
 use crate::webhooks::{HookStore, Queue, Rules, RulesError, spawn_workers};
 
@@ -40,14 +41,14 @@ pub struct AppState {
     pub attacher: Attacher,
     /// Longest a client waits for an attach (it runs on to its end regardless).
     pub request_deadline: Duration,
-    /// `Idempotency-Key` outcomes.
-    pub idempotency: IdempotencyStore,
+    /// The shared store.
+    pub store: Store,
+    /// `Idempotency-Key` claims and outcomes (also used for webhook events).
+    pub idempotency: Idempotency,
     /// Registered webhooks and their secrets (shared with the attacher).
     pub hooks: Arc<HookStore>,
     /// Webhook events waiting for a worker.
     pub webhook_queue: Queue,
-    /// Webhook events handled and comments the linker posted (shared with the attacher).
-    pub webhook_seen: Arc<IdempotencyStore>,
     /// Webhook rules from `WEBHOOK_RULES_PATH`.
     pub webhook_rules: Rules,
     /// Cached readiness checks.
@@ -73,9 +74,9 @@ pub enum StartupError {
     /// The webhook rules file is unusable.
     #[error(transparent)]
     Rules(#[from] RulesError),
-    /// The idempotency key file could not be read or compacted.
+    /// The store cannot be opened or migrated.
     #[error(transparent)]
-    Idempotency(IdempotencyFileError),
+    Store(#[from] StoreError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr} (HOST, PORT): {source}")]
     Bind {
@@ -108,29 +109,47 @@ impl AppState {
                 settings.asana_timeout,
             )
         });
+        let store = Store::open_and_migrate(&settings.database_url).await?;
+        // This process, as the owner of the claims and leases it takes in the store.
+        let owner = crate::util::random::hex_id();
         let tokens = Arc::new(
             TokenManager::load(
-                TokenFile::new(settings.token_store_path.clone()),
+                store.clone(),
+                settings.token_store_path.clone(),
+                owner.clone(),
                 oauth.clone(),
                 settings.missing_oauth.clone(),
                 settings.retry,
             )
-            .await,
+            .await?,
         );
-        // Kept beside the token file: the one directory the service writes to.
-        let beside_tokens = |name: &str| settings.token_store_path.with_file_name(name);
-        let keys_path = beside_tokens("idempotency_keys.jsonl");
-        let idempotency =
-            IdempotencyStore::open(keys_path.clone()).map_err(StartupError::Idempotency)?;
-        let webhook_seen = Arc::new(
-            IdempotencyStore::open(beside_tokens("webhook_seen.jsonl"))
-                .map_err(StartupError::Idempotency)?,
+        // Key journals of an earlier version, kept beside its token file.
+        let legacy = |name: &str| settings.token_store_path.with_file_name(name);
+        crate::idempotency::import_journal(
+            &store,
+            &legacy("idempotency_keys.jsonl"),
+            routes::attach::ATTACH_SCOPE,
+        )
+        .await?;
+        crate::idempotency::import_journal(
+            &store,
+            &legacy("webhook_seen.jsonl"),
+            crate::webhooks::WEBHOOK_SCOPE,
+        )
+        .await?;
+        let idempotency = Idempotency::new(
+            store.clone(),
+            owner,
+            settings.request_deadline,
+            settings.asana_timeout,
+            settings.request_deadline.mul_f32(0.8),
         );
         let webhook_rules = match &settings.webhook_rules_path {
             Some(path) => Rules::load(path)?,
             None => Rules::default(),
         };
-        let hooks = Arc::new(HookStore::new(beside_tokens("webhooks.json")));
+        // Kept beside the legacy token file until hooks move into the store.
+        let hooks = Arc::new(HookStore::new(legacy("webhooks.json")));
         let asana = Arc::new(AsanaClient::new(
             http.clone(),
             &settings.asana_api_base_url,
@@ -161,14 +180,14 @@ impl AppState {
                 },
                 missing: settings.missing_oauth.clone(),
                 hooks: Arc::clone(&hooks),
-                seen: Arc::clone(&webhook_seen),
+                store: store.clone(),
             },
             request_deadline: settings.request_deadline,
             hooks,
             webhook_queue: Queue::new(),
-            webhook_seen,
             webhook_rules,
-            readiness: Readiness::new(keys_path),
+            readiness: Readiness::new(store.clone()),
+            store,
             access: AccessPolicy::new(settings),
             idempotency,
             oauth,
@@ -230,15 +249,11 @@ impl Application {
     /// Binds `HOST:PORT` and builds the state; logs what is not configured yet.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         let state = AppState::build(settings).await?;
-        // Only a server compacts: commands (`attach`, `check`, `webhooks`) may run beside one.
-        state
-            .idempotency
-            .compact()
-            .map_err(StartupError::Idempotency)?;
-        state
-            .webhook_seen
-            .compact()
-            .map_err(StartupError::Idempotency)?;
+        if settings.database_url.engine() == crate::store::Engine::Sqlite {
+            // One server per SQLite file: a lease left by the previous one (killed while
+            // refreshing) would otherwise hold every refresh until it expires.
+            state.store.clear_refresh_leases().await?;
+        }
         if !state.access.has_key() {
             tracing::warn!("LINKER_API_KEY is not set: the API accepts loopback clients only");
         }
@@ -256,7 +271,12 @@ impl Application {
             .map_err(|source| StartupError::Bind { addr, source })?;
         let state = Arc::new(state);
         let (stop_workers, stop) = tokio::sync::watch::channel(false);
-        let workers = spawn_workers(Arc::clone(&state), stop);
+        let mut workers = spawn_workers(Arc::clone(&state), stop.clone());
+        workers.push(crate::store::spawn_pruner(
+            state.store.clone(),
+            crate::idempotency::KEY_TTL,
+            stop,
+        ));
         Ok(Self {
             listener,
             router: router(Arc::clone(&state)),

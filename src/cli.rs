@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `attach`, `authorize`, `check`, `webhooks`.
+//! The command line: `serve` (default), `attach`, `authorize`, `check`, `webhooks`, `store`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use crate::domain::{AttachRequest, AttachRequestBody};
 use crate::http::error::ApiError;
 use crate::render::Format;
 use crate::service::attach::Written;
+use crate::store::Store;
 use crate::util::cause_chain;
 use crate::webhooks::admin;
 
@@ -52,6 +53,21 @@ pub enum Command {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// Look after the store (`DATABASE_URL`).
+    Store {
+        /// What to do with the store.
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+/// Store subcommands.
+#[derive(Subcommand)]
+pub enum StoreCommand {
+    /// Apply the migrations not applied yet, and exit.
+    Migrate,
+    /// Connect, and print the engine, the schema version and the rows per table.
+    Check,
 }
 
 /// Webhook subcommands.
@@ -92,6 +108,8 @@ pub mod exit {
     pub const CONTEXT_UNREACHABLE: u8 = 5;
     /// Asana cannot be reached or refuses the token.
     pub const ASANA_UNREACHABLE: u8 = 6;
+    /// The store cannot be opened or queried.
+    pub const STORE_UNAVAILABLE: u8 = 7;
 }
 
 /// Runs the command with the loaded settings.
@@ -106,7 +124,45 @@ pub async fn run(command: Command, settings: &Settings) -> ExitCode {
         Command::Authorize => authorize(settings).await,
         Command::Check => check(settings).await,
         Command::Webhooks { command } => webhooks(settings, command).await,
+        Command::Store { command } => store(settings, command).await,
     }
+}
+
+async fn store(settings: &Settings, command: StoreCommand) -> ExitCode {
+    let url = &settings.database_url;
+    let opened = match command {
+        StoreCommand::Migrate => Store::open_and_migrate(url).await,
+        StoreCommand::Check => Store::open(url).await,
+    };
+    let report = match opened {
+        Ok(store) => store.report().await,
+        Err(error) => Err(error),
+    };
+    match report {
+        Ok(report) => {
+            println!("✓ store: {}", describe(url, &report));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            println!("✗ store {url}: {}", cause_chain(&error));
+            ExitCode::from(exit::STORE_UNAVAILABLE)
+        }
+    }
+}
+
+/// One line about the store: where, which engine, schema version, rows per table.
+fn describe(url: &crate::store::DatabaseUrl, report: &crate::store::Report) -> String {
+    let rows: Vec<String> = report
+        .rows
+        .iter()
+        .map(|(table, count)| format!("{table} {count}"))
+        .collect();
+    format!(
+        "{} at {url}, schema version {}; rows: {}",
+        report.engine,
+        report.schema_version,
+        rows.join(", ")
+    )
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -257,6 +313,13 @@ async fn check(settings: &Settings) -> ExitCode {
             exit::NOT_CONFIGURED,
             format!("settings: missing {}", missing.join(", ")),
         );
+    }
+    match state.store.report().await {
+        Ok(report) => println!("✓ store: {}", describe(&settings.database_url, &report)),
+        Err(error) => failed(
+            exit::STORE_UNAVAILABLE,
+            format!("store {}: {}", settings.database_url, cause_chain(&error)),
+        ),
     }
     match state.attacher.tokens.access_token().await {
         Ok(token) => match state.attacher.asana.me(&token).await {

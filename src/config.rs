@@ -36,6 +36,9 @@ pub enum SettingsError {
     /// The layered sources could not be merged.
     #[error("cannot load settings: {0}")]
     Layering(#[from] config::ConfigError),
+    /// `DATABASE_URL` is malformed (its value is not repeated: it may hold a password).
+    #[error("invalid setting {0}")]
+    DatabaseUrl(#[from] crate::store::InvalidDatabaseUrl),
 }
 
 /// How log lines are written.
@@ -106,8 +109,11 @@ pub struct Settings {
     pub asana_token_url: Url,
     /// `ASANA_SCOPES`: space-separated scopes; `None` sends no scope (the app's default).
     pub asana_scopes: Option<String>,
-    /// `TOKEN_STORE_PATH`: JSON file holding the OAuth tokens.
+    /// `TOKEN_STORE_PATH`: the token file of an earlier version, imported into the store at
+    /// start (and then removed).
     pub token_store_path: PathBuf,
+    /// `DATABASE_URL`: the store, an SQLite file or a PostgreSQL database.
+    pub database_url: crate::store::DatabaseUrl,
     /// `LINKER_API_KEY`: bearer key required on the API; `None` allows loopback clients only.
     pub linker_api_key: Option<SecretString>,
     /// `LOG_FORMAT`.
@@ -166,6 +172,7 @@ struct RawSettings {
     asana_token_url: String,
     asana_scopes: Option<String>,
     token_store_path: String,
+    database_url: String,
     linker_api_key: Option<String>,
     log_format: String,
     rust_log: String,
@@ -202,6 +209,7 @@ const KNOWN: &[&str] = &[
     "ASANA_TOKEN_URL",
     "ASANA_SCOPES",
     "TOKEN_STORE_PATH",
+    "DATABASE_URL",
     "LINKER_API_KEY",
     "LOG_FORMAT",
     "RUST_LOG",
@@ -269,6 +277,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ),
     ("asana_token_url", "https://app.asana.com/-/oauth_token"),
     ("token_store_path", "data/asana_tokens.json"),
+    ("database_url", "sqlite://data/linker.db"),
     ("log_format", "pretty"),
     ("rust_log", "info"),
     ("asana_timeout_secs", "10"),
@@ -515,6 +524,7 @@ impl RawSettings {
             asana_token_url: parse_url("ASANA_TOKEN_URL", &self.asana_token_url)?,
             asana_scopes: self.asana_scopes,
             token_store_path: PathBuf::from(self.token_store_path),
+            database_url: crate::store::DatabaseUrl::parse(&self.database_url)?,
             linker_api_key: self.linker_api_key.map(SecretString::from),
             log_format,
             rust_log: self.rust_log,

@@ -1,26 +1,21 @@
-//! `Idempotency-Key` on attach: the same key within 24 h gets the first outcome again without
-//! calling the context server or Asana; concurrent requests with one key make one post.
-//! Outcomes are kept in memory and appended to a JSON-lines file next to the token file, so a
-//! restart does not forget them; the server compacts the file (expired keys pruned) at start.
+//! `Idempotency-Key` on attach (and webhook event ids): the same key within 24 h gets the
+//! first outcome again without calling the context server or Asana, on any replica. A key is
+//! claimed in the store before anything is sent; a second request with it waits for the
+//! outcome, or gets `409 idempotency_in_flight`; a claim whose owner died is taken over only
+//! after its lease and the Asana timeout have passed, and the run that takes it over resumes
+//! (looks in Asana for what the first one wrote before writing anything).
 
-use std::collections::{HashMap, VecDeque};
-use std::fs;
-use std::io::{self, BufRead, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::future::Future;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
 
 use crate::domain::InvalidInput;
+use crate::store::{KeyRow, KeyState, Store, StoreError, millis, now_ms};
 
 /// How long an outcome is replayed.
-const KEY_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Most outcomes kept; the oldest are forgotten first.
-const MAX_KEYS: usize = 10_000;
+pub const KEY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// A client's `Idempotency-Key`: 1–255 visible ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -76,81 +71,6 @@ impl Keep {
     }
 }
 
-/// One line of the file.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    key: String,
-    fingerprint: String,
-    /// Seconds since the Unix epoch.
-    at: u64,
-    outcome: Outcome,
-    /// The outcome is unknown: a retry resumes instead of replaying.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    unknown: bool,
-}
-
-enum Slot {
-    InFlight {
-        fingerprint: String,
-        done: watch::Receiver<Option<Outcome>>,
-        /// The unknown outcome this run resumes, put back if the run is dropped unfinished.
-        resumes: Option<Record>,
-    },
-    Done(Record),
-}
-
-/// Where a request with a key stands.
-pub enum Begin {
-    /// First use: run the request, then `finish` the ticket.
-    Fresh(Ticket),
-    /// Seen before with the same body: answer this again.
-    Replay(Outcome),
-    /// Seen before with another body.
-    Conflict,
-    /// The same key is being processed now: wait for its outcome.
-    Wait(watch::Receiver<Option<Outcome>>),
-}
-
-/// Keys in memory: the slots, and the kept outcomes oldest first, so the oldest is evicted
-/// in constant time once `MAX_KEYS` are kept.
-#[derive(Debug, Default)]
-struct Keys {
-    map: HashMap<String, Slot>,
-    order: VecDeque<(u64, String)>,
-}
-
-impl Keys {
-    /// Keeps a final record, evicting expired and excess ones, oldest first.
-    fn keep(&mut self, record: Record) {
-        self.order.push_back((record.at, record.key.clone()));
-        self.map.insert(record.key.clone(), Slot::Done(record));
-        let cutoff = now_secs().saturating_sub(KEY_TTL.as_secs());
-        while let Some((at, _)) = self.order.front() {
-            if *at >= cutoff && self.order.len() <= MAX_KEYS {
-                break;
-            }
-            if let Some((at, key)) = self.order.pop_front()
-                && matches!(self.map.get(&key), Some(Slot::Done(r)) if r.at == at)
-            {
-                self.map.remove(&key);
-            }
-        }
-    }
-}
-
-type Slots = Arc<Mutex<Keys>>;
-
-/// The right to run a keyed request. Dropped unfinished (the client went away), it frees
-/// the key.
-pub struct Ticket {
-    slots: Slots,
-    key: String,
-    fingerprint: String,
-    done: Option<watch::Sender<Option<Outcome>>>,
-    /// An earlier try with this key had an unknown outcome.
-    pub resume: bool,
-}
-
 /// The result of running a keyed request.
 pub enum Once<T> {
     /// This request ran; here is its result.
@@ -159,35 +79,21 @@ pub enum Once<T> {
     Replayed(Outcome),
 }
 
-/// The key was used before with another body.
+/// Why a keyed request was not run.
 #[derive(Debug, thiserror::Error)]
-#[error("this Idempotency-Key was used with a different request body")]
-pub struct KeyReused;
-
-/// The store of keys and outcomes.
-#[derive(Debug)]
-pub struct IdempotencyStore {
-    path: PathBuf,
-    slots: Slots,
-    /// Lines for the background appender used by `remember`, started on first use.
-    appender: OnceLock<std::sync::mpsc::Sender<Vec<u8>>>,
-}
-
-impl std::fmt::Debug for Slot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::InFlight { .. } => "InFlight",
-            Self::Done(_) => "Done",
-        })
-    }
-}
-
-/// A failure to read or compact the key file at startup.
-#[derive(Debug, thiserror::Error)]
-#[error("idempotency key file {path}: {source}")]
-pub struct IdempotencyFileError {
-    path: PathBuf,
-    source: io::Error,
+pub enum IdempotencyError {
+    /// The key was used before with another body.
+    #[error("this Idempotency-Key was used with a different request body")]
+    KeyReused,
+    /// Another request with the key is running and did not finish while this one waited.
+    #[error("a request with this Idempotency-Key is still running; retry after {} s", .retry_after.as_secs())]
+    InFlight {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// SHA-256 of the request's canonical form, to tell a replay from a reuse.
@@ -199,439 +105,232 @@ pub fn fingerprint(canonical: &impl Serialize) -> String {
         .collect()
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+/// Keyed requests run once across every replica sharing the store.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    store: Store,
+    /// This process, as the owner of the keys it claims.
+    owner: String,
+    /// How long a claim holds without renewal; the owner renews it every third of that.
+    lease: Duration,
+    /// Added to an expired lease before a take-over: a write the dead owner sent may still
+    /// be arriving at Asana (`ASANA_TIMEOUT_SECS`).
+    grace: Duration,
+    /// How long a second request waits for the first one's outcome before `409`.
+    wait: Duration,
 }
 
-fn lock(slots: &Slots) -> MutexGuard<'_, Keys> {
-    // Every critical section leaves the map consistent, so a poisoned lock is still usable.
-    slots.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl IdempotencyStore {
-    /// Loads `path` (JSON lines), keeping the records that are neither expired nor in excess.
-    /// Reads only: see [`IdempotencyStore::compact`].
-    pub fn open(path: PathBuf) -> Result<Self, IdempotencyFileError> {
-        let io_error = |source| IdempotencyFileError {
-            path: path.clone(),
-            source,
-        };
-        let mut records: HashMap<String, Record> = HashMap::new();
-        match fs::File::open(&path) {
-            Ok(file) => {
-                for line in io::BufReader::new(file).lines() {
-                    // A line torn by a crash is skipped; every other line stands alone.
-                    if let Ok(record) = serde_json::from_str::<Record>(&line.map_err(io_error)?) {
-                        records.insert(record.key.clone(), record);
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(e)),
+impl Idempotency {
+    /// Keys in `store`, claimed as `owner`.
+    pub fn new(
+        store: Store,
+        owner: String,
+        lease: Duration,
+        grace: Duration,
+        wait: Duration,
+    ) -> Self {
+        Self {
+            store,
+            owner,
+            lease,
+            grace,
+            wait,
         }
-        let cutoff = now_secs().saturating_sub(KEY_TTL.as_secs());
-        let mut kept: Vec<Record> = records.into_values().filter(|r| r.at >= cutoff).collect();
-        kept.sort_by_key(|r| r.at);
-        let mut slots = Keys::default();
-        for record in kept {
-            slots.keep(record);
-        }
-        Ok(Self {
-            path,
-            slots: Arc::new(Mutex::new(slots)),
-            appender: OnceLock::new(),
-        })
     }
 
-    /// Rewrites the file with only the records kept in memory (expired and excess ones
-    /// dropped). Only the server does this, at start: a command run beside a running server
-    /// must never replace the file that server appends to.
-    pub fn compact(&self) -> Result<(), IdempotencyFileError> {
-        let compacted = {
-            let keys = lock(&self.slots);
-            let mut out = Vec::new();
-            for (at, key) in &keys.order {
-                if let Some(Slot::Done(record)) = keys.map.get(key)
-                    && record.at == *at
-                {
-                    out.extend(serde_json::to_vec(record).unwrap_or_default());
-                    out.push(b'\n');
-                }
-            }
-            out
-        };
-        crate::util::atomic_file::write(&self.path, &compacted).map_err(|source| {
-            IdempotencyFileError {
-                path: self.path.clone(),
-                source,
-            }
-        })
-    }
-
-    /// Runs `op` unless `key` already has an outcome (replayed) or is running now (waited
-    /// for, then replayed). `outcome` says what of the result to keep.
+    /// Runs `op` unless `key` (in `scope`) already has an outcome (replayed) or is running
+    /// (waited for, then replayed, or `InFlight`). `outcome` says what of the result to keep.
     /// `op` is told whether it resumes a try whose outcome was unknown.
     pub async fn run_once<T, F, Fut>(
         &self,
+        scope: &str,
         key: &IdempotencyKey,
         fingerprint: &str,
         op: F,
         outcome: impl Fn(&T) -> (Outcome, Keep),
-    ) -> Result<Once<T>, KeyReused>
+    ) -> Result<Once<T>, IdempotencyError>
     where
         F: FnOnce(bool) -> Fut,
         Fut: Future<Output = T>,
     {
-        let mut op = Some(op);
+        let key = key.as_str();
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(20);
         loop {
-            match self.begin(key, fingerprint) {
-                Begin::Fresh(ticket) => {
-                    let Some(op) = op.take() else {
-                        continue;
-                    };
-                    let result = op(ticket.resume).await;
-                    let (outcome, keep) = outcome(&result);
-                    self.finish(ticket, outcome, keep).await;
-                    return Ok(Once::Ran(result));
+            if self
+                .store
+                .claim_key(scope, key, fingerprint, &self.owner, self.lease)
+                .await?
+            {
+                return Ok(Once::Ran(self.run(scope, key, false, op, outcome).await));
+            }
+            let Some(row) = self.store.key(scope, key).await? else {
+                continue;
+            };
+            let now = now_ms();
+            if row.created_at < now - millis(KEY_TTL) {
+                self.store.expire_key(scope, key, &row).await?;
+                continue;
+            }
+            if row.fingerprint != fingerprint {
+                return Err(IdempotencyError::KeyReused);
+            }
+            match row.state {
+                KeyState::Done => return Ok(Once::Replayed(replay(&row))),
+                KeyState::Unknown => {
+                    if self.take_over(scope, key, &row).await? {
+                        return Ok(Once::Ran(self.run(scope, key, true, op, outcome).await));
+                    }
                 }
-                Begin::Replay(outcome) => return Ok(Once::Replayed(outcome)),
-                Begin::Conflict => return Err(KeyReused),
-                Begin::Wait(mut done) => {
-                    // A dropped ticket (its client went away) frees the key: try again.
-                    if let Ok(finished) = done.wait_for(Option::is_some).await
-                        && let Some(outcome) = finished.clone()
-                    {
-                        return Ok(Once::Replayed(outcome));
+                KeyState::InFlight => {
+                    let free_at = row.lease_until + millis(self.grace);
+                    if free_at < now {
+                        // Its owner died: the run that takes over looks in Asana first.
+                        if self.take_over(scope, key, &row).await? {
+                            return Ok(Once::Ran(self.run(scope, key, true, op, outcome).await));
+                        }
+                    } else if started.elapsed() >= self.wait {
+                        let retry_after =
+                            Duration::from_millis(u64::try_from(free_at - now).unwrap_or(0))
+                                .max(Duration::from_secs(1));
+                        return Err(IdempotencyError::InFlight { retry_after });
+                    } else {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(250));
                     }
                 }
             }
         }
     }
 
-    /// Whether `key` has a kept outcome (used as a set of seen keys by the webhook worker).
-    pub fn contains(&self, key: &str) -> bool {
-        let cutoff = now_secs().saturating_sub(KEY_TTL.as_secs());
-        matches!(lock(&self.slots).map.get(key), Some(Slot::Done(r)) if r.at >= cutoff)
+    async fn take_over(&self, scope: &str, key: &str, row: &KeyRow) -> Result<bool, StoreError> {
+        self.store
+            .take_over_key(scope, key, row, &self.owner, self.lease)
+            .await
     }
 
-    /// Keeps `key` as seen for 24 h. The line is written by a background thread and not
-    /// fsynced: this marks the linker's own comments, on the path of every attach, where a
-    /// file write per request would halve the throughput. A crash may forget the last few,
-    /// which only matters if a context's text is itself a `/context` command.
-    pub fn remember(&self, key: &str) {
-        let record = Record {
-            key: key.to_owned(),
-            fingerprint: String::new(),
-            at: now_secs(),
-            outcome: Outcome {
-                status: 200,
-                body: serde_json::Value::Null,
-            },
-            unknown: false,
-        };
-        let line = serde_json::to_vec(&record).unwrap_or_default();
-        lock(&self.slots).keep(record);
-        let appender = self
-            .appender
-            .get_or_init(|| spawn_appender(self.path.clone()));
-        if appender.send(line).is_err() {
-            tracing::warn!(
-                key,
-                "the seen-keys file writer has stopped; kept in memory only"
-            );
-        }
-    }
-
-    /// Claims `key` for a request whose body has `fingerprint`.
-    pub fn begin(&self, key: &IdempotencyKey, fingerprint: &str) -> Begin {
-        let mut slots = lock(&self.slots);
-        let cutoff = now_secs().saturating_sub(KEY_TTL.as_secs());
-        let mut resume = false;
-        match slots.map.get(&key.0) {
-            Some(Slot::Done(record)) if record.at >= cutoff => {
-                if record.fingerprint != fingerprint {
-                    return Begin::Conflict;
+    /// Runs `op` under the claim, renewing it, and records what `outcome` says to keep. A
+    /// failure to record is logged: the claim then expires and the next try resumes.
+    async fn run<T, F, Fut>(
+        &self,
+        scope: &str,
+        key: &str,
+        resume: bool,
+        op: F,
+        outcome: impl Fn(&T) -> (Outcome, Keep),
+    ) -> T
+    where
+        F: FnOnce(bool) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let running = op(resume);
+        tokio::pin!(running);
+        let mut renew = tokio::time::interval(self.lease / 3);
+        renew.reset();
+        let result = loop {
+            tokio::select! {
+                result = &mut running => break result,
+                _ = renew.tick() => {
+                    if let Err(error) = self.store.renew_key(scope, key, &self.owner, self.lease).await {
+                        tracing::warn!(error = %crate::util::cause_chain(&error), "cannot renew an idempotency claim");
+                    }
                 }
-                if !record.unknown {
-                    return Begin::Replay(record.outcome.clone());
-                }
-                resume = true;
             }
-            Some(Slot::InFlight {
-                fingerprint: held,
-                done,
-                ..
-            }) => {
-                return if held == fingerprint {
-                    Begin::Wait(done.clone())
+        };
+        let (kept, keep) = outcome(&result);
+        let recorded = match keep {
+            Keep::Nothing => self.store.release_key(scope, key, &self.owner).await,
+            Keep::Final | Keep::Unknown => {
+                let state = if keep == Keep::Final {
+                    KeyState::Done
                 } else {
-                    Begin::Conflict
+                    KeyState::Unknown
                 };
+                let body = serde_json::to_string(&kept.body).unwrap_or_default();
+                self.store
+                    .finish_key(scope, key, &self.owner, state, kept.status, &body)
+                    .await
             }
-            _ => {}
+        };
+        if let Err(error) = recorded {
+            tracing::error!(error = %crate::util::cause_chain(&error), "cannot record an idempotency outcome; a retry will resume");
         }
-        let (sender, receiver) = watch::channel(None);
-        let resumes = match slots.map.remove(&key.0) {
-            Some(Slot::Done(record)) if resume => Some(record),
-            _ => None,
-        };
-        slots.map.insert(
-            key.0.clone(),
-            Slot::InFlight {
-                fingerprint: fingerprint.to_owned(),
-                done: receiver,
-                resumes,
-            },
-        );
-        Begin::Fresh(Ticket {
-            slots: Arc::clone(&self.slots),
-            key: key.0.clone(),
-            fingerprint: fingerprint.to_owned(),
-            done: Some(sender),
-            resume,
-        })
+        result
     }
+}
 
-    /// Records the outcome of a fresh request and wakes its waiters. A final or unknown
-    /// outcome is appended to the file before anyone sees it; `Keep::Nothing` frees the key.
-    pub async fn finish(&self, mut ticket: Ticket, outcome: Outcome, keep: Keep) {
-        let Some(done) = ticket.done.take() else {
-            return;
+fn replay(row: &KeyRow) -> Outcome {
+    let (status, body) = row.outcome.clone().unwrap_or((500, String::new()));
+    Outcome {
+        status,
+        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+/// A line of the key journal an earlier version kept beside the token file.
+#[derive(Deserialize)]
+struct JournalLine {
+    key: String,
+    fingerprint: String,
+    /// Seconds since the Unix epoch.
+    at: i64,
+    outcome: Outcome,
+    #[serde(default)]
+    unknown: bool,
+}
+
+/// Moves a key journal of an earlier version (`idempotency_keys.jsonl` for `scope`, or
+/// `webhook_seen.jsonl`) into the store, skipping expired and torn lines, then removes it.
+/// Keys the store already has are left as they are.
+pub async fn import_journal(
+    store: &Store,
+    path: &std::path::Path,
+    scope: &str,
+) -> Result<(), StoreError> {
+    let text = match tokio::fs::read_to_string(path).await {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            tracing::error!(path = %path.display(), %error, "cannot read a key journal of an earlier version; not imported");
+            return Ok(());
+        }
+    };
+    let cutoff = now_ms() - millis(KEY_TTL);
+    let mut imported = 0;
+    for line in text.lines() {
+        let Ok(line) = serde_json::from_str::<JournalLine>(line) else {
+            continue;
         };
-        if keep != Keep::Nothing {
-            let record = Record {
-                key: ticket.key.clone(),
-                fingerprint: ticket.fingerprint.clone(),
-                at: now_secs(),
-                outcome: outcome.clone(),
-                unknown: keep == Keep::Unknown,
-            };
-            let line = serde_json::to_vec(&record).unwrap_or_default();
-            let path = self.path.clone();
-            match tokio::task::spawn_blocking(move || append_line(&path, &line)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::error!(%error, "cannot persist an idempotency key"),
-                Err(error) => tracing::error!(%error, "cannot persist an idempotency key"),
-            }
-            lock(&self.slots).keep(record);
+        let at = line.at.saturating_mul(1000);
+        if at < cutoff {
+            continue;
+        }
+        if line.key.starts_with("story:") {
+            store.mark_seen(&line.key).await?;
         } else {
-            lock(&self.slots).map.remove(&ticket.key);
+            let state = if line.unknown {
+                KeyState::Unknown
+            } else {
+                KeyState::Done
+            };
+            let row = KeyRow {
+                fingerprint: line.fingerprint,
+                state,
+                lease_until: 0,
+                outcome: Some((
+                    line.outcome.status,
+                    serde_json::to_string(&line.outcome.body).unwrap_or_default(),
+                )),
+                created_at: at,
+                updated_at: at,
+            };
+            store.import_key(scope, &line.key, &row).await?;
         }
-        // Waiters replay the outcome, final or not: they asked at the same moment.
-        let _ = done.send(Some(outcome));
+        imported += 1;
     }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if self.done.is_some() {
-            let mut slots = lock(&self.slots);
-            if let Some(Slot::InFlight { resumes, .. }) = slots.map.remove(&self.key)
-                && let Some(record) = resumes
-            {
-                slots.map.insert(self.key.clone(), Slot::Done(record));
-            }
-        }
+    tracing::info!(path = %path.display(), imported, "imported a key journal of an earlier version into the store");
+    if let Err(error) = tokio::fs::remove_file(path).await {
+        tracing::warn!(path = %path.display(), %error, "cannot remove the imported key journal");
     }
-}
-
-fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)?;
-    let mut buffer = line.to_vec();
-    buffer.push(b'\n');
-    file.write_all(&buffer)?;
-    file.sync_data()
-}
-
-/// A thread appending the lines it is sent to `path`, a batch at a time; it ends when the
-/// store is dropped. The file is opened per batch, so a file replaced by another process is
-/// followed, not written past.
-fn spawn_appender(path: PathBuf) -> std::sync::mpsc::Sender<Vec<u8>> {
-    let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        while let Ok(first) = receiver.recv() {
-            let mut batch = first;
-            batch.push(b'\n');
-            for line in receiver.try_iter() {
-                batch.extend_from_slice(&line);
-                batch.push(b'\n');
-            }
-            let written = fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(&path)
-                .and_then(|mut file| file.write_all(&batch));
-            if let Err(error) = written {
-                tracing::error!(%error, path = %path.display(), "cannot write the seen-keys file");
-            }
-        }
-    });
-    sender
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn key(value: &str) -> IdempotencyKey {
-        IdempotencyKey::parse(value).expect("valid key")
-    }
-
-    fn created() -> Outcome {
-        Outcome {
-            status: 201,
-            body: json!({"story_gid": "1"}),
-        }
-    }
-
-    #[test]
-    fn keys_must_be_short_visible_ascii() {
-        for bad in ["", "has space", "tab\t", "é", &"k".repeat(256)] {
-            assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
-        }
-        assert!(IdempotencyKey::parse("order-42:attempt/1").is_ok());
-    }
-
-    #[tokio::test]
-    async fn a_final_outcome_is_replayed_after_a_restart_and_a_changed_body_conflicts() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("idempotency.jsonl");
-        let store = IdempotencyStore::open(path.clone()).expect("open");
-        let Begin::Fresh(ticket) = store.begin(&key("k1"), "body-a") else {
-            panic!("first use is fresh");
-        };
-        store.finish(ticket, created(), Keep::Final).await;
-
-        let reopened = IdempotencyStore::open(path).expect("reopen");
-
-        assert!(matches!(reopened.begin(&key("k1"), "body-a"), Begin::Replay(o) if o == created()));
-        assert!(matches!(
-            reopened.begin(&key("k1"), "body-b"),
-            Begin::Conflict
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_failure_before_any_write_frees_the_key() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = IdempotencyStore::open(dir.path().join("k.jsonl")).expect("open");
-        let Begin::Fresh(ticket) = store.begin(&key("k"), "b") else {
-            panic!("fresh");
-        };
-        let failed = Outcome {
-            status: 502,
-            body: json!({}),
-        };
-        store
-            .finish(ticket, failed, Keep::for_status(502, false))
-            .await;
-
-        assert!(matches!(store.begin(&key("k"), "b"), Begin::Fresh(t) if !t.resume));
-    }
-
-    #[tokio::test]
-    async fn an_unknown_outcome_survives_a_restart_and_its_retry_resumes() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("k.jsonl");
-        let store = IdempotencyStore::open(path.clone()).expect("open");
-        let Begin::Fresh(ticket) = store.begin(&key("k"), "b") else {
-            panic!("fresh");
-        };
-        let unknown = Outcome {
-            status: 504,
-            body: json!({}),
-        };
-        store
-            .finish(ticket, unknown, Keep::for_status(504, true))
-            .await;
-
-        let reopened = IdempotencyStore::open(path).expect("reopen");
-
-        assert!(matches!(reopened.begin(&key("k"), "b"), Begin::Fresh(t) if t.resume));
-        assert!(
-            matches!(reopened.begin(&key("k"), "b"), Begin::Fresh(t) if t.resume),
-            "a resume dropped unfinished leaves the outcome unknown"
-        );
-        assert!(matches!(
-            reopened.begin(&key("k"), "other"),
-            Begin::Conflict
-        ));
-    }
-
-    #[test]
-    fn memory_stays_bounded_and_the_oldest_keys_go_first() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = IdempotencyStore::open(dir.path().join("seen.jsonl")).expect("open");
-
-        for i in 0..MAX_KEYS + 5 {
-            store.remember(&format!("story:{i}"));
-        }
-
-        assert!(lock(&store.slots).map.len() <= MAX_KEYS);
-        assert!(!store.contains("story:0"));
-        assert!(store.contains(&format!("story:{}", MAX_KEYS + 4)));
-    }
-
-    #[test]
-    fn a_dropped_ticket_frees_the_key() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = IdempotencyStore::open(dir.path().join("k.jsonl")).expect("open");
-        let first = store.begin(&key("k"), "b");
-        assert!(matches!(store.begin(&key("k"), "b"), Begin::Wait(_)));
-        drop(first);
-
-        assert!(matches!(store.begin(&key("k"), "b"), Begin::Fresh(_)));
-    }
-
-    #[test]
-    fn expired_and_torn_lines_are_dropped_and_only_compact_rewrites_the_file() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("k.jsonl");
-        let old = Record {
-            key: "old".into(),
-            fingerprint: "f".into(),
-            at: now_secs() - KEY_TTL.as_secs() - 10,
-            outcome: created(),
-            unknown: false,
-        };
-        let fresh = Record {
-            key: "fresh".into(),
-            at: now_secs(),
-            ..old.clone_record()
-        };
-        let mut contents = serde_json::to_string(&old).expect("json") + "\n";
-        contents += &(serde_json::to_string(&fresh).expect("json") + "\n{\"key\":\"torn");
-        fs::write(&path, &contents).expect("write");
-
-        let store = IdempotencyStore::open(path.clone()).expect("open");
-        let after_open = fs::read_to_string(&path).expect("read");
-        store.compact().expect("compact");
-
-        assert_eq!(after_open, contents);
-        assert_eq!(fs::read_to_string(&path).expect("read").lines().count(), 1);
-        assert!(matches!(store.begin(&key("old"), "f"), Begin::Fresh(_)));
-        assert!(matches!(store.begin(&key("fresh"), "f"), Begin::Replay(_)));
-    }
-
-    impl Record {
-        fn clone_record(&self) -> Self {
-            Self {
-                key: self.key.clone(),
-                fingerprint: self.fingerprint.clone(),
-                at: self.at,
-                outcome: self.outcome.clone(),
-                unknown: self.unknown,
-            }
-        }
-    }
+    Ok(())
 }

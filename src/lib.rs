@@ -11,6 +11,7 @@ pub(crate) mod http;
 pub(crate) mod idempotency;
 pub(crate) mod render;
 pub(crate) mod service;
+pub mod store;
 pub mod telemetry;
 pub(crate) mod util;
 pub mod webhooks;

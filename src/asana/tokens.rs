@@ -1,6 +1,8 @@
-//! The connected user's tokens: loaded once, refreshed before expiry by one request at a
-//! time (single-flight), and persisted before a new token is used.
+//! The connected user's tokens: read from the store, kept in memory until they near expiry,
+//! refreshed by one process at a time across every replica (a lease on the connection's row),
+//! and written to the store before a new token is used.
 
+use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -8,11 +10,14 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use super::oauth::{AsanaOAuth, GrantedTokens, OAuthError};
-use super::token_file::{AsanaUser, StoredTokens, TokenFile, TokenFileError};
+use super::token_file::{AsanaUser, StoredTokens, TokenFile};
+use crate::store::{Lease, Store, StoreError};
 use crate::util::retry::RetryPolicy;
 
 /// A token expiring within this margin is refreshed before use.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// How often a process waiting for another's refresh looks at the store again.
+const LEASE_POLL: Duration = Duration::from_millis(100);
 
 /// Why no usable access token can be had.
 #[derive(Debug, thiserror::Error)]
@@ -26,15 +31,25 @@ pub enum TokenError {
     /// The token endpoint failed for another reason.
     #[error("token refresh failed")]
     Refresh(#[source] OAuthError),
-    /// The token file could not be written.
+    /// The store failed.
     #[error("token store failed")]
-    Storage(#[source] TokenFileError),
+    Storage(#[source] StoreError),
+}
+
+impl From<StoreError> for TokenError {
+    fn from(error: StoreError) -> Self {
+        Self::Storage(error)
+    }
 }
 
 /// Holds the current tokens and refreshes them.
 #[derive(Debug)]
 pub struct TokenManager {
-    file: TokenFile,
+    store: Store,
+    /// This process, as the holder of a refresh lease.
+    owner: String,
+    /// How long a refresh lease holds: the longest a refresh may take.
+    lease: Duration,
     oauth: Option<AsanaOAuth>,
     missing_oauth: Vec<&'static str>,
     retry: RetryPolicy,
@@ -44,37 +59,40 @@ pub struct TokenManager {
 }
 
 impl TokenManager {
-    /// Loads the token file; an unreadable file is logged and treated as "not connected"
-    /// so the service still starts and can be re-authorized.
+    /// Reads the default connection from the store, importing the token file of an earlier
+    /// version first if the store has none (the file is removed once the import is committed).
     pub async fn load(
-        file: TokenFile,
+        store: Store,
+        legacy_file: PathBuf,
+        owner: String,
         oauth: Option<AsanaOAuth>,
         missing_oauth: Vec<&'static str>,
         retry: RetryPolicy,
-    ) -> Self {
-        file.remove_stale_temp_files().await;
-        let current = match file.load().await {
-            Ok(tokens) => tokens,
-            Err(error) => {
-                tracing::error!(error = %crate::util::cause_chain(&error), "cannot load the token file; authorize again");
-                None
-            }
-        };
+    ) -> Result<Self, StoreError> {
+        import_token_file(&store, TokenFile::new(legacy_file)).await?;
+        let current = store.default_connection().await?;
         if let Some(tokens) = &current {
             tracing::info!(user = %tokens.user.name, "loaded Asana tokens");
         }
-        Self {
-            file,
+        Ok(Self {
+            store,
+            owner,
+            lease: retry.budget + Duration::from_secs(5),
             oauth,
             missing_oauth,
             retry,
             current: RwLock::new(current),
             refresh: Mutex::new(()),
-        }
+        })
     }
 
     /// Whether a usable token exists: `Err` says why not.
-    pub fn status(&self) -> Result<(), String> {
+    pub async fn status(&self) -> Result<(), String> {
+        if self.read().is_none() {
+            // A consent may have been given through another replica.
+            let _reading = self.refresh.lock().await;
+            self.reload().await.map_err(|e| e.to_string())?;
+        }
         match self.read().as_ref() {
             None => Err("no Asana account is connected: visit /asana/oauth/authorize".to_owned()),
             Some(tokens) if !tokens.expires_within(REFRESH_MARGIN) => Ok(()),
@@ -100,24 +118,29 @@ impl TokenManager {
             return Ok(token);
         }
         let _refreshing = self.refresh.lock().await;
-        // Whoever held the lock before us may have refreshed already.
+        // Another task, or another replica, may have refreshed (or consented) meanwhile.
         if let Some(token) = self.fresh_token() {
             return Ok(token);
         }
-        self.refresh_locked().await
+        self.reload().await?;
+        if let Some(token) = self.fresh_token() {
+            return Ok(token);
+        }
+        self.refresh_shared(None).await
     }
 
     /// A new access token after Asana refused `rejected`; refreshes at most once however many
-    /// requests saw the same rejection.
+    /// requests, on however many replicas, saw the same rejection.
     pub async fn refresh_after_rejection(
         &self,
         rejected: &SecretString,
     ) -> Result<SecretString, TokenError> {
         let _refreshing = self.refresh.lock().await;
+        self.reload().await?;
         let current = self.read().as_ref().map(|t| t.access_token.clone());
         match current {
             Some(token) if token.expose_secret() != rejected.expose_secret() => Ok(token),
-            _ => self.refresh_locked().await,
+            _ => self.refresh_shared(Some(rejected)).await,
         }
     }
 
@@ -134,7 +157,9 @@ impl TokenManager {
             user,
         };
         let _storing = self.refresh.lock().await;
-        self.persist(tokens).await
+        self.store.save_consent(&tokens).await?;
+        *self.write() = Some(tokens);
+        Ok(())
     }
 
     fn fresh_token(&self) -> Option<SecretString> {
@@ -144,19 +169,75 @@ impl TokenManager {
             .map(|t| t.access_token.clone())
     }
 
-    /// Refreshes; the caller holds `self.refresh`.
-    async fn refresh_locked(&self) -> Result<SecretString, TokenError> {
-        let Some(stored) = self.read().clone() else {
-            return Err(TokenError::NotConnected(
-                "no Asana account is connected".to_owned(),
-            ));
+    /// Reads the default connection again.
+    async fn reload(&self) -> Result<(), TokenError> {
+        let current = self.store.default_connection().await?;
+        *self.write() = current;
+        Ok(())
+    }
+
+    /// Refreshes under the connection's lease, or waits for whoever holds it; the caller
+    /// holds `self.refresh`. `rejected` is a token Asana refused although not expired.
+    async fn refresh_shared(
+        &self,
+        rejected: Option<&SecretString>,
+    ) -> Result<SecretString, TokenError> {
+        let usable = |tokens: &StoredTokens| {
+            !tokens.expires_within(REFRESH_MARGIN)
+                && rejected.is_none_or(|r| r.expose_secret() != tokens.access_token.expose_secret())
         };
-        let Some(refresh_token) = stored.refresh_token.clone() else {
-            return Err(TokenError::NotConnected(
-                "the Asana token expired and there is no refresh token".to_owned(),
-            ));
-        };
-        let Some(oauth) = &self.oauth else {
+        loop {
+            let Some(seen) = self.read().clone() else {
+                return Err(TokenError::NotConnected(
+                    "no Asana account is connected".to_owned(),
+                ));
+            };
+            if seen.refresh_token.is_none() {
+                return Err(TokenError::NotConnected(
+                    "the Asana token expired and there is no refresh token".to_owned(),
+                ));
+            }
+            if self.oauth.is_none() {
+                return Err(TokenError::NotConfigured(self.missing_oauth.clone()));
+            }
+            match self
+                .store
+                .take_refresh_lease(&seen.user.gid, &seen.access_token, &self.owner, self.lease)
+                .await?
+            {
+                Lease::Taken(stored) => return self.refresh_leased(stored).await,
+                Lease::Changed(stored) => {
+                    let token = stored.access_token.clone();
+                    let fresh = usable(&stored);
+                    *self.write() = Some(stored);
+                    if fresh {
+                        return Ok(token);
+                    }
+                }
+                Lease::Held(_) => {
+                    // Another replica is refreshing: its token will be in the store.
+                    tokio::time::sleep(LEASE_POLL).await;
+                    self.reload().await?;
+                    if let Some(stored) = self.read().as_ref().filter(|t| usable(t)) {
+                        return Ok(stored.access_token.clone());
+                    }
+                }
+                Lease::Gone => {
+                    *self.write() = None;
+                    return Err(TokenError::NotConnected(
+                        "no Asana account is connected".to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Calls Asana's token endpoint under the lease, then stores the result.
+    async fn refresh_leased(&self, stored: StoredTokens) -> Result<SecretString, TokenError> {
+        let (Some(refresh_token), Some(oauth)) = (stored.refresh_token.clone(), &self.oauth) else {
+            self.store
+                .release_refresh_lease(&stored.user.gid, &self.owner)
+                .await?;
             return Err(TokenError::NotConfigured(self.missing_oauth.clone()));
         };
         tracing::info!("refreshing the Asana access token");
@@ -167,15 +248,30 @@ impl TokenManager {
         let granted = match refreshed {
             Ok(granted) => granted,
             Err(error) if error.is_invalid_grant() => {
+                // Another process may have refreshed meanwhile (its lease expired under it):
+                // a refresh token Asana rotated there is not a revoked grant.
+                let now = self.store.connection(&stored.user.gid).await?;
+                if let Some(now) = now.filter(|t| {
+                    t.refresh_token.as_ref().map(ExposeSecret::expose_secret)
+                        != Some(refresh_token.expose_secret())
+                }) {
+                    let token = now.access_token.clone();
+                    *self.write() = Some(now);
+                    return Ok(token);
+                }
                 crate::telemetry::metrics::refresh(crate::telemetry::metrics::Outcome::Refused);
                 tracing::warn!(error = %error, "Asana refused the refresh token; forgetting it");
-                self.forget().await?;
+                self.store.revoke_connection(&stored.user.gid).await?;
+                *self.write() = None;
                 return Err(TokenError::NotConnected(
                     "Asana refused the refresh token (access revoked or expired)".to_owned(),
                 ));
             }
             Err(error) => {
                 crate::telemetry::metrics::refresh(crate::telemetry::metrics::Outcome::Failed);
+                self.store
+                    .release_refresh_lease(&stored.user.gid, &self.owner)
+                    .await?;
                 return Err(TokenError::Refresh(error));
             }
         };
@@ -187,22 +283,11 @@ impl TokenManager {
             expires_at: granted.expires_at,
             user: stored.user,
         };
-        // Written to disk before anyone uses it: a rotated refresh token is never lost.
-        self.persist(tokens).await?;
+        // Stored before anyone uses it: a rotated refresh token is never lost.
+        self.store.save_refreshed(&tokens, &self.owner).await?;
+        *self.write() = Some(tokens);
         crate::telemetry::metrics::refresh(crate::telemetry::metrics::Outcome::Ok);
         Ok(access_token)
-    }
-
-    async fn persist(&self, tokens: StoredTokens) -> Result<(), TokenError> {
-        self.file.save(&tokens).await.map_err(TokenError::Storage)?;
-        *self.write() = Some(tokens);
-        Ok(())
-    }
-
-    async fn forget(&self) -> Result<(), TokenError> {
-        self.file.remove().await.map_err(TokenError::Storage)?;
-        *self.write() = None;
-        Ok(())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<StoredTokens>> {
@@ -217,4 +302,26 @@ impl TokenManager {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Moves the token file of an earlier version into an empty store, then removes the file:
+/// plaintext tokens do not stay behind once the store holds them.
+async fn import_token_file(store: &Store, file: TokenFile) -> Result<(), StoreError> {
+    file.remove_stale_temp_files().await;
+    let tokens = match file.load().await {
+        Ok(Some(tokens)) => tokens,
+        Ok(None) => return Ok(()),
+        Err(error) => {
+            tracing::error!(error = %crate::util::cause_chain(&error), "cannot read the token file of an earlier version; not imported");
+            return Ok(());
+        }
+    };
+    if !store.has_connections().await? {
+        store.save_consent(&tokens).await?;
+        tracing::info!(path = %file.path().display(), user = %tokens.user.name, "imported the token file into the store");
+    }
+    if let Err(error) = file.remove().await {
+        tracing::warn!(error = %crate::util::cause_chain(&error), "cannot remove the imported token file");
+    }
+    Ok(())
 }

@@ -93,6 +93,18 @@ pub enum ApiError {
     /// 422 `idempotency_key_reused`: the key was used with another body.
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyKeyReused,
+    /// 409 `idempotency_in_flight`: a request with the key is still running (maybe on
+    /// another replica); retry after `Retry-After` to get its outcome.
+    #[error(
+        "a request with this Idempotency-Key is still running; retry with the same key after Retry-After seconds to get its outcome"
+    )]
+    IdempotencyInFlight {
+        /// Seconds to wait, passed on as `Retry-After`.
+        retry_after: u64,
+    },
+    /// 503 `store_unavailable`: the store did not answer; the cause goes to the log.
+    #[error("the linker's store is unavailable; retry later")]
+    StoreUnavailable(String),
     /// 403 `webhook_handshake_refused`: a handshake for a hook the linker did not announce.
     #[error("this webhook was not registered by this linker (mcp-asana-linker webhooks register)")]
     WebhookHandshakeRefused,
@@ -133,6 +145,8 @@ impl ApiError {
             Self::IdempotencyKeyReused => {
                 (S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", L::INFO)
             }
+            Self::IdempotencyInFlight { .. } => (S::CONFLICT, "idempotency_in_flight", L::INFO),
+            Self::StoreUnavailable(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable", L::ERROR),
             Self::WebhookHandshakeRefused => (S::FORBIDDEN, "webhook_handshake_refused", L::INFO),
             Self::WebhookQueueFull => (S::SERVICE_UNAVAILABLE, "webhook_queue_full", L::WARN),
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal_error", L::ERROR),
@@ -191,13 +205,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, level) = self.parts();
         let detail = match &self {
-            Self::Upstream { cause, .. } | Self::Internal(cause) => cause.clone(),
+            Self::Upstream { cause, .. }
+            | Self::Internal(cause)
+            | Self::StoreUnavailable(cause) => cause.clone(),
             other => other.to_string(),
         };
         let mut response = (status, axum::Json(self.envelope())).into_response();
         if let Self::AsanaRateLimited {
             retry_after: Some(secs),
-        } = self
+        }
+        | Self::IdempotencyInFlight { retry_after: secs } = self
         {
             response
                 .headers_mut()
@@ -209,6 +226,19 @@ impl IntoResponse for ApiError {
             detail,
         });
         response
+    }
+}
+
+impl From<crate::idempotency::IdempotencyError> for ApiError {
+    fn from(error: crate::idempotency::IdempotencyError) -> Self {
+        use crate::idempotency::IdempotencyError as E;
+        match error {
+            E::KeyReused => Self::IdempotencyKeyReused,
+            E::InFlight { retry_after } => Self::IdempotencyInFlight {
+                retry_after: retry_after.as_secs().max(1),
+            },
+            E::Store(error) => Self::StoreUnavailable(cause_chain(&error)),
+        }
     }
 }
 
@@ -285,7 +315,7 @@ impl From<TokenError> for ApiError {
             TokenError::NotConnected(reason) => Self::AsanaNotConnected(reason),
             TokenError::NotConfigured(missing) => Self::NotConfigured(missing),
             TokenError::Refresh(e) => e.into(),
-            TokenError::Storage(e) => Self::Internal(cause_chain(&e)),
+            TokenError::Storage(e) => Self::StoreUnavailable(cause_chain(&e)),
         }
     }
 }

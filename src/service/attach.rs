@@ -14,8 +14,8 @@ use crate::asana::{
 };
 use crate::context::{Context, ContextError, ContextSource, SourceRef};
 use crate::domain::{AttachRequest, Target};
-use crate::idempotency::IdempotencyStore;
 use crate::render::{self, CommentBody, Format, Layout, TooLarge, xml_safe};
+use crate::store::Store;
 use crate::util::retry::RetryPolicy;
 use crate::webhooks::HookStore;
 
@@ -156,7 +156,7 @@ pub struct Attacher {
     /// Registered webhooks: while any exists, posted story gids are remembered.
     pub hooks: Arc<HookStore>,
     /// Where posted story gids are remembered, so webhook rules never act on them.
-    pub seen: Arc<IdempotencyStore>,
+    pub store: Store,
 }
 
 impl Attacher {
@@ -225,7 +225,7 @@ impl Attacher {
                         })
                         .await?;
                     crate::telemetry::metrics::story_posted();
-                    self.remember(&story.gid);
+                    self.remember(&story.gid).await;
                     story_gids.push(story.gid);
                 }
                 Written::Comments {
@@ -305,9 +305,11 @@ impl Attacher {
     }
 
     /// Remembered so webhook rules never act on the linker's own comments.
-    fn remember(&self, story_gid: &str) {
-        if self.hooks.in_use() {
-            self.seen.remember(&format!("story:{story_gid}"));
+    async fn remember(&self, story_gid: &str) {
+        if self.hooks.in_use()
+            && let Err(error) = self.store.mark_seen(&format!("story:{story_gid}")).await
+        {
+            tracing::warn!(story_gid, error = %crate::util::cause_chain(&error), "cannot record the linker's own comment; a webhook rule may act on it");
         }
     }
 

@@ -1,19 +1,21 @@
-//! Readiness: whether this process can serve requests (settings valid, listener up, its own
-//! storage writable). What it depends on but does not control, a consent not given yet or an
+//! Readiness: whether this process can serve requests (settings valid, listener up, its
+//! store answering). What it depends on but does not control, a consent not given yet or an
 //! unreachable context server, is reported beside it (and in metrics) without making the pod
 //! unready: a Service must keep routing the consent to a fresh pod, and an outage of the
 //! context server must not take every pod out of rotation at once.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::app::AppState;
+use crate::store::Store;
 
 /// How long a reachability check is reused.
 const CHECK_TTL: Duration = Duration::from_secs(30);
+/// How long the store may take to answer a probe.
+const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What `/ready` and `check` report.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -35,16 +37,15 @@ pub struct Report {
 /// The readiness checks, with the reachability of the context source cached.
 #[derive(Debug)]
 pub struct Readiness {
-    /// A file in the service's data directory, opened for appending to prove it is writable.
-    storage_probe: PathBuf,
+    store: Store,
     reachability: Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 impl Readiness {
-    /// Checks that `storage_probe`, a file the service appends to, can be opened for writing.
-    pub fn new(storage_probe: PathBuf) -> Self {
+    /// Checks that `store` answers.
+    pub fn new(store: Store) -> Self {
         Self {
-            storage_probe,
+            store,
             reachability: Mutex::new(None),
         }
     }
@@ -54,11 +55,18 @@ impl Readiness {
     pub async fn report(&self, state: &AppState) -> Report {
         let mut reasons = Vec::new();
         let mut attention = Vec::new();
-        if let Err(error) = self.storage_writable().await {
-            reasons.push(format!(
-                "storage not writable ({}): {error}",
-                self.storage_probe.display()
-            ));
+        match tokio::time::timeout(STORE_PROBE_TIMEOUT, self.store.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => reasons.push(format!(
+                "store {} unusable: {}",
+                self.store.url(),
+                crate::util::cause_chain(&error)
+            )),
+            Err(_) => reasons.push(format!(
+                "store {} did not answer within {} s",
+                self.store.url(),
+                STORE_PROBE_TIMEOUT.as_secs()
+            )),
         }
         if !state.missing_oauth.is_empty() {
             attention.push(format!(
@@ -66,7 +74,7 @@ impl Readiness {
                 state.missing_oauth.join(", ")
             ));
         }
-        let connected = match state.attacher.tokens.status() {
+        let connected = match state.attacher.tokens.status().await {
             Ok(()) => true,
             Err(reason) => {
                 attention.push(format!("Asana: {reason}"));
@@ -94,22 +102,6 @@ impl Readiness {
             context_server,
             attention,
         }
-    }
-
-    async fn storage_writable(&self) -> std::io::Result<()> {
-        let path = self.storage_probe.clone();
-        let open = move || {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(path)
-                .map(drop)
-        };
-        tokio::task::spawn_blocking(open)
-            .await
-            .map_err(std::io::Error::other)?
     }
 
     async fn reachable(&self, source: &crate::context::ContextSource) -> Result<(), String> {

@@ -12,4 +12,4 @@ pub use events::{Event, EventBatch};
 pub use hooks::{HandshakeRefused, HookId, HookStore, HookStoreError};
 pub use rules::{Rule, Rules, RulesError};
 pub use signature::verify_signature;
-pub use worker::{Job, Queue, spawn_workers};
+pub use worker::{Job, Queue, WEBHOOK_SCOPE, spawn_workers};

@@ -96,8 +96,11 @@ pub fn spawn_workers(state: Arc<AppState>, stop: watch::Receiver<bool>) -> Vec<J
         .collect()
 }
 
-/// Handles an event once: its identity is remembered for 24 h (on disk), so a redelivery,
-/// even after a restart, does nothing.
+/// Where webhook event ids are claimed, apart from clients' `Idempotency-Key`s.
+pub const WEBHOOK_SCOPE: &str = "webhook-events";
+
+/// Handles an event once: its identity is claimed in the store for 24 h, so a redelivery,
+/// even after a restart or to another replica, does nothing.
 async fn handle(state: &AppState, event: Event) {
     let identity = event.identity();
     let Ok(key) = IdempotencyKey::parse(&format!("event:{identity}")) else {
@@ -106,8 +109,9 @@ async fn handle(state: &AppState, event: Event) {
         return;
     };
     let once = state
-        .webhook_seen
+        .idempotency
         .run_once(
+            WEBHOOK_SCOPE,
             &key,
             "",
             |_| act(state, &event),
@@ -120,8 +124,12 @@ async fn handle(state: &AppState, event: Event) {
             },
         )
         .await;
-    if let Ok(Once::Replayed(_)) = once {
-        tracing::info!(%identity, "event already handled; skipped");
+    match once {
+        Ok(Once::Replayed(_)) => tracing::info!(%identity, "event already handled; skipped"),
+        Ok(Once::Ran(())) => {}
+        Err(error) => {
+            tracing::warn!(%identity, error = %crate::util::cause_chain(&error), "event not handled")
+        }
     }
 }
 
@@ -150,7 +158,12 @@ async fn comment_command(
     event: &Event,
     story_gid: &str,
 ) -> Option<(String, String, Option<Format>)> {
-    if state.webhook_seen.contains(&format!("story:{story_gid}")) {
+    if state
+        .store
+        .is_seen(&format!("story:{story_gid}"))
+        .await
+        .unwrap_or(false)
+    {
         tracing::debug!(story_gid, "the linker's own comment; no rule applies");
         return None;
     }

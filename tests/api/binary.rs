@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mcp_asana_linker::store::{DatabaseUrl, Store};
 use serde_json::{Value, json};
 use wiremock::MockServer;
 
@@ -405,7 +406,7 @@ fn attach_in_background(
 }
 
 #[tokio::test]
-async fn kill_9_during_refreshes_always_leaves_a_token_file_that_loads() {
+async fn kill_9_during_refreshes_never_loses_the_tokens_and_the_store_always_opens() {
     let upstreams = Upstreams::new(Duration::ZERO).await;
     // Tokens that expire at once, so every attach of every run refreshes.
     wiremock::Mock::given(wiremock::matchers::path("/-/oauth_token"))
@@ -426,7 +427,7 @@ async fn kill_9_during_refreshes_always_leaves_a_token_file_that_loads() {
         )
         .mount(&upstreams.asana)
         .await;
-    let store = mcp_asana_linker::asana::TokenFile::new(upstreams.token_path());
+    let url = DatabaseUrl::parse(&upstreams.vars["DATABASE_URL"]).expect("url");
 
     for run in 0..25u64 {
         let running = upstreams.start(&[]);
@@ -438,10 +439,13 @@ async fn kill_9_during_refreshes_always_leaves_a_token_file_that_loads() {
             let _ = attach.await;
         }
 
-        let loaded = store.load().await;
+        let store = Store::open(&url)
+            .await
+            .expect("the store opens after kill -9");
+        let loaded = store.default_connection().await;
         assert!(
             matches!(&loaded, Ok(Some(tokens)) if tokens.refresh_token.is_some()),
-            "run {run}: the token file does not load: {loaded:?}"
+            "run {run}: the tokens are lost: {loaded:?}"
         );
     }
     let refreshes = upstreams
@@ -455,16 +459,6 @@ async fn kill_9_during_refreshes_always_leaves_a_token_file_that_loads() {
     assert!(
         refreshes >= 5,
         "the kills landed among refreshes: {refreshes} refreshes"
-    );
-    let leftovers: Vec<_> = std::fs::read_dir(upstreams.token_path().parent().expect("dir"))
-        .expect("list")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".tmp"))
-        .collect();
-    assert!(
-        leftovers.len() <= 1,
-        "stale temp files are cleaned at start: {leftovers:?}"
     );
 }
 
@@ -774,31 +768,61 @@ async fn requests_before_the_first_scrape_are_counted() {
 }
 
 #[tokio::test]
-async fn commands_leave_the_key_files_alone_and_the_server_compacts_them() {
+async fn an_upgrade_imports_the_old_token_file_and_key_journal_then_removes_them() {
     let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
-    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/users/me"))
+    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/tasks/1/stories"))
         .respond_with(
-            wiremock::ResponseTemplate::new(200)
-                .set_body_json(json!({"data": {"gid": "42", "name": "Ada", "email": null}})),
+            wiremock::ResponseTemplate::new(201).set_body_json(json!({"data": {"gid": "5"}})),
         )
+        .expect(1)
         .mount(&upstreams.asana)
         .await;
-    let keys = upstreams
-        .token_path()
-        .with_file_name("idempotency_keys.jsonl");
-    let expired = r#"{"key":"old","fingerprint":"f","at":1,"outcome":{"status":201,"body":null}}"#;
-    let contents = format!("{expired}\n{{\"key\":\"torn");
-    std::fs::write(&keys, &contents).expect("write keys");
+    let token_file = upstreams.token_path();
+    let journal = token_file.with_file_name("idempotency_keys.jsonl");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    // As the file-based version wrote it: a recent key, an expired one, a torn last line.
+    let recent = json!({"key": "order-1", "fingerprint": "f", "at": now,
+        "outcome": {"status": 201, "body": {"story_gid": "77"}}});
+    let expired = json!({"key": "order-2", "fingerprint": "f", "at": 1,
+        "outcome": {"status": 201, "body": null}});
+    std::fs::write(&journal, format!("{recent}\n{expired}\n{{\"key\":\"torn"))
+        .expect("write the journal");
 
-    let checked = run_command(&upstreams, &["check"], &[]);
-    let after_check = std::fs::read_to_string(&keys).expect("read keys");
     let running = upstreams.start(&[]);
-    let after_start = std::fs::read_to_string(&keys).expect("read keys");
+    let client = reqwest::Client::new();
+    let attach = |key: &'static str| {
+        client
+            .post(format!("{}/asana/attach-context", running.address))
+            .header("idempotency-key", key)
+            .json(&json!({"task_gid": "1", "context_name": "n"}))
+            .send()
+    };
+    let imported = attach("order-1").await.expect("sent");
+    let not_imported = attach("order-2").await.expect("sent");
     drop(running);
+    let checked = run_command(&upstreams, &["store", "check"], &[]);
 
-    assert_eq!(checked.status.code(), Some(0), "check ran to the end");
-    assert_eq!(after_check, contents, "a command must not rewrite the file");
-    assert_eq!(after_start, "", "the server drops expired and torn lines");
+    assert_eq!(
+        error_code(imported).await,
+        "idempotency_key_reused",
+        "the imported key holds"
+    );
+    assert_eq!(
+        not_imported.status(),
+        201,
+        "the expired key was not imported"
+    );
+    assert!(!token_file.exists(), "no plaintext token file stays behind");
+    assert!(!journal.exists(), "the journal is removed once imported");
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("connections 1, idempotency_keys 2"),
+        "{report}"
+    );
 }
 
 #[tokio::test]

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mcp_asana_linker::asana::{AsanaUser, StoredTokens, TokenFile};
 use mcp_asana_linker::config::LogFormat;
+use mcp_asana_linker::store::{DatabaseUrl, Store};
 use mcp_asana_linker::{Application, Settings, telemetry};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use wiremock::matchers::{body_string_contains, method, path};
@@ -83,6 +84,10 @@ pub fn test_vars(
                 .join("data/asana_tokens.json")
                 .display()
                 .to_string(),
+        ),
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("data/linker.db").display()),
         ),
         ("MCP_TIMEOUT_SECS", "2".to_owned()),
         ("ASANA_TIMEOUT_SECS", "2".to_owned()),
@@ -224,9 +229,24 @@ impl TestApp {
     }
 
     /// The token file as JSON.
-    pub fn token_file(&self) -> Value {
-        let bytes = std::fs::read(&self.token_path).expect("token file exists");
-        serde_json::from_slice(&bytes).expect("token file is JSON")
+    /// The default connection's tokens and user as the store holds them; `null` for none.
+    pub async fn stored(&self) -> Value {
+        let url = DatabaseUrl::parse(&self.vars["DATABASE_URL"]).expect("DATABASE_URL");
+        let store = Store::open(&url).await.expect("the store opens");
+        match store.default_connection().await.expect("the store answers") {
+            None => Value::Null,
+            Some(tokens) => json!({
+                "access_token": tokens.access_token.expose_secret(),
+                "refresh_token": tokens.refresh_token.as_ref().map(|t| t.expose_secret()),
+                "user": tokens.user,
+            }),
+        }
+    }
+
+    /// The SQLite file of the store.
+    pub fn store_path(&self) -> PathBuf {
+        let url = DatabaseUrl::parse(&self.vars["DATABASE_URL"]).expect("DATABASE_URL");
+        url.sqlite_path().expect("an SQLite store").to_owned()
     }
 
     /// Every request the fakes received.
@@ -242,6 +262,49 @@ impl TestApp {
 }
 
 /// An Asana story answer.
+/// A new, empty database on the test PostgreSQL server (`TEST_DATABASE_URL`, which
+/// `scripts/test` sets), and its URL.
+pub async fn fresh_postgres_url() -> String {
+    let server = std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL is not set: run the tests with scripts/test, which starts PostgreSQL",
+    );
+    let name = format!("linker_api_{:016x}", rand_u64());
+    let admin = sqlx::PgPool::connect(&server)
+        .await
+        .expect("the test PostgreSQL server answers");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create a test database");
+    admin.close().await;
+    let mut url = url::Url::parse(&server).expect("TEST_DATABASE_URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// Drops the database at `url` while the service is connected to it.
+pub async fn drop_postgres(url: &str) {
+    let server = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+    let name = url::Url::parse(url)
+        .expect("url")
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    let admin = sqlx::PgPool::connect(&server).await.expect("server");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .expect("drop the test database");
+    admin.close().await;
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
 pub fn story(gid: &str) -> Value {
     story_json(gid)
 }

@@ -168,14 +168,14 @@ async fn the_callback_exchanges_the_code_with_the_matching_verifier_and_stores_t
         form["redirect_uri"],
         "http://localhost:3000/asana/oauth/callback"
     );
-    let file = app.token_file();
+    let file = app.stored().await;
     assert_eq!(file["access_token"], "fresh-access");
     assert_eq!(file["refresh_token"], "fresh-refresh");
     assert_eq!(
         file["user"],
         json!({"gid": "42", "name": "Ada Lovelace", "email": "ada@example.com"})
     );
-    let mode = std::fs::metadata(&app.token_path)
+    let mode = std::fs::metadata(app.store_path())
         .expect("file")
         .permissions()
         .mode();

@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
-use crate::helpers::{Seed, TestApp, spawn_app, spawn_app_with, token_answer};
+use crate::helpers::{
+    Seed, TestApp, drop_postgres, fresh_postgres_url, spawn_app, spawn_app_with, token_answer,
+};
 
 async fn get(app: &TestApp, path: &str) -> reqwest::Response {
     app.client
@@ -94,19 +96,28 @@ async fn an_unreachable_context_server_is_reported_without_making_the_service_un
 }
 
 #[tokio::test]
-async fn storage_that_cannot_be_written_makes_the_service_unready() {
-    let app = spawn_app().await;
-    let dir = app.token_path.parent().expect("data dir").to_owned();
-    std::fs::remove_file(dir.join("idempotency_keys.jsonl")).ok();
-    std::fs::remove_dir_all(&dir).expect("remove the data dir");
-    std::fs::write(&dir, b"not a directory").expect("a file where the directory was");
+async fn a_store_that_stops_answering_makes_the_service_unready() {
+    let database = fresh_postgres_url().await;
+    let app = spawn_app_with(
+        Seed::Tokens(Duration::from_secs(3600)),
+        &[("DATABASE_URL", &database)],
+    )
+    .await;
+    let before = get(&app, "/ready").await.status();
 
+    drop_postgres(&database).await;
     let response = get(&app, "/ready").await;
 
+    assert_eq!(before, 200, "ready on PostgreSQL");
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.expect("JSON");
+    let reasons = body["reasons"].to_string();
     assert!(
-        body["reasons"].to_string().contains("storage not writable"),
+        reasons.contains("store postgres://linker@127.0.0.1"),
+        "{body}"
+    );
+    assert!(
+        reasons.contains("unusable") || reasons.contains("did not answer"),
         "{body}"
     );
 }

@@ -67,7 +67,7 @@ async fn a_refresh_without_a_new_refresh_token_keeps_the_old_one() {
     let response = app.post_attach(&attach_body()).await;
 
     assert_eq!(response.status(), 201);
-    let file = app.token_file();
+    let file = app.stored().await;
     assert_eq!(file["access_token"], "access-token-2");
     assert_eq!(file["refresh_token"], REFRESH_TOKEN);
 }
@@ -83,7 +83,7 @@ async fn a_rotated_refresh_token_is_persisted() {
     let response = app.post_attach(&attach_body()).await;
 
     assert_eq!(response.status(), 201);
-    let file = app.token_file();
+    let file = app.stored().await;
     assert_eq!(file["access_token"], "access-token-2");
     assert_eq!(file["refresh_token"], "refresh-token-2");
 }
@@ -159,7 +159,11 @@ async fn a_refused_refresh_answers_503_and_forgets_the_dead_tokens() {
         "{body}"
     );
     assert_eq!(second.status(), 503, "no second refresh is attempted");
-    assert!(!app.token_path.exists(), "the dead token file is removed");
+    assert_eq!(
+        app.stored().await,
+        json!(null),
+        "the dead tokens are dropped"
+    );
 }
 
 #[tokio::test]
@@ -172,7 +176,7 @@ async fn a_failing_token_endpoint_is_retried_then_answers_502_and_keeps_the_toke
 
     assert_eq!(response.status(), 502);
     assert_eq!(error_code(response).await, "upstream_error");
-    assert_eq!(app.token_file()["refresh_token"], REFRESH_TOKEN);
+    assert_eq!(app.stored().await["refresh_token"], REFRESH_TOKEN);
 }
 
 #[tokio::test]
@@ -194,5 +198,5 @@ async fn a_refresh_endpoint_503_is_retried_and_then_succeeds() {
     let response = app.post_attach(&attach_body()).await;
 
     assert_eq!(response.status(), 201);
-    assert_eq!(app.token_file()["access_token"], "access-token-2");
+    assert_eq!(app.stored().await["access_token"], "access-token-2");
 }

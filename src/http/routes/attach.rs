@@ -33,6 +33,7 @@ use crate::util::run_to_end::RunToEnd;
         (status = 404, description = "Context or task not found", body = crate::http::openapi::ErrorBody),
         (status = 413, description = "Body or context too large", body = crate::http::openapi::ErrorBody),
         (status = 415, description = "Body is not application/json", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_in_flight`); retry after `Retry-After`", body = crate::http::openapi::ErrorBody),
         (status = 422, description = "Idempotency-Key reused with another body", body = crate::http::openapi::ErrorBody),
         (status = 429, description = "Asana rate limit", body = crate::http::openapi::ErrorBody),
         (status = 502, description = "Upstream failed", body = crate::http::openapi::ErrorBody),
@@ -68,6 +69,9 @@ pub async fn attach(
     }
 }
 
+/// Where clients' keys are claimed (one connection today; per connection with many users).
+pub(crate) const ATTACH_SCOPE: &str = "default";
+
 /// The attach, once per `Idempotency-Key` when there is one.
 async fn run_keyed(
     state: Arc<AppState>,
@@ -82,13 +86,13 @@ async fn run_keyed(
     let once = state
         .idempotency
         .run_once(
+            ATTACH_SCOPE,
             &key,
             &fingerprint(&request.canonical()),
             |resume| run(&state, &request, &marker, resume),
             outcome,
         )
-        .await
-        .map_err(|_| ApiError::IdempotencyKeyReused)?;
+        .await?;
     Ok(match once {
         Once::Ran(result) => respond(result.map_err(|refused| refused.error)),
         Once::Replayed(outcome) => replay(outcome),

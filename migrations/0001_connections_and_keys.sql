@@ -1,0 +1,47 @@
+-- One schema for both engines: only TEXT and BIGINT columns, so SQLite and PostgreSQL read
+-- the same rows the same way. Times are milliseconds since the Unix epoch.
+
+-- One row per Asana user who consented.
+CREATE TABLE connections (
+    user_gid TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    email TEXT,
+    -- connected | revoked
+    status TEXT NOT NULL,
+    access_token TEXT,
+    refresh_token TEXT,
+    expires_at BIGINT NOT NULL,
+    -- 1 for the connection that acts when nobody is named.
+    is_default BIGINT NOT NULL DEFAULT 0,
+    -- Who refreshes the tokens now, and until when: one refresh serves every replica.
+    refresh_owner TEXT,
+    refresh_until BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
+-- Idempotency-Key claims and outcomes, per connection.
+CREATE TABLE idempotency_keys (
+    connection TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    -- in_flight | done | unknown
+    state TEXT NOT NULL,
+    owner TEXT,
+    lease_until BIGINT,
+    status BIGINT,
+    body TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (connection, idempotency_key)
+);
+
+CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);
+
+-- Keys seen recently: the linker's own stories (so webhook rules never act on them).
+CREATE TABLE seen_events (
+    event_key TEXT PRIMARY KEY,
+    seen_at BIGINT NOT NULL
+);
+
+CREATE INDEX seen_events_seen_at ON seen_events (seen_at);

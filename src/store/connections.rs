@@ -1,0 +1,242 @@
+//! The `connections` table: who consented, their tokens, and the refresh lease that lets one
+//! refresh serve every replica.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, millis, now_ms};
+use crate::asana::{AsanaUser, StoredTokens};
+
+/// Selects the columns read into [`StoredTokens`] (a macro, so queries stay static strings).
+macro_rules! select_tokens {
+    ($rest:literal) => {
+        concat!(
+            "SELECT user_gid, name, email, access_token, refresh_token, expires_at, \
+             refresh_until FROM connections ",
+            $rest
+        )
+    };
+}
+
+/// What asking for the refresh lease found.
+#[derive(Debug)]
+pub enum Lease {
+    /// This process holds the lease: it refreshes these tokens (re-read under the lease).
+    Taken(StoredTokens),
+    /// Another process holds it until this time (ms): wait for its new token.
+    Held(i64),
+    /// The tokens changed since they were read: here they are.
+    Changed(StoredTokens),
+    /// The connection is gone or revoked.
+    Gone,
+}
+
+fn tokens(row: &AnyRow) -> Result<Option<StoredTokens>, sqlx::Error> {
+    let Some(access) = row.try_get::<Option<String>, _>("access_token")? else {
+        return Ok(None);
+    };
+    let expires_ms: i64 = row.try_get("expires_at")?;
+    Ok(Some(StoredTokens {
+        access_token: SecretString::from(access),
+        refresh_token: row
+            .try_get::<Option<String>, _>("refresh_token")?
+            .map(SecretString::from),
+        expires_at: UNIX_EPOCH + Duration::from_millis(u64::try_from(expires_ms).unwrap_or(0)),
+        user: AsanaUser {
+            gid: row.try_get("user_gid")?,
+            name: row.try_get("name")?,
+            email: row.try_get("email")?,
+        },
+    }))
+}
+
+fn expires_ms(tokens: &StoredTokens) -> i64 {
+    tokens
+        .expires_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, millis)
+}
+
+impl Store {
+    /// The tokens of the connection that acts when nobody is named: the default one, else
+    /// the oldest still connected.
+    pub async fn default_connection(&self) -> Result<Option<StoredTokens>, StoreError> {
+        let row = sqlx::query(select_tokens!(
+            "WHERE status = 'connected' ORDER BY is_default DESC, created_at ASC LIMIT 1"
+        ))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => tokens(&row)?,
+            None => None,
+        })
+    }
+
+    /// The tokens of `user_gid`'s connection, if it is connected.
+    pub async fn connection(&self, user_gid: &str) -> Result<Option<StoredTokens>, StoreError> {
+        let row = sqlx::query(select_tokens!(
+            "WHERE user_gid = $1 AND status = 'connected'"
+        ))
+        .bind(user_gid)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => tokens(&row)?,
+            None => None,
+        })
+    }
+
+    /// Stores a consent: creates or updates the connection of the user who consented and
+    /// makes it the default one (the latest consent acts, as with a single connection).
+    pub async fn save_consent(&self, tokens: &StoredTokens) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE connections SET is_default = 0 WHERE user_gid <> $1")
+            .bind(&tokens.user.gid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO connections (user_gid, name, email, status, access_token, refresh_token, \
+             expires_at, is_default, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'connected', $4, $5, $6, 1, $7, $7) \
+             ON CONFLICT (user_gid) DO UPDATE SET name = $2, email = $3, status = 'connected', \
+             access_token = $4, refresh_token = $5, expires_at = $6, is_default = 1, \
+             refresh_owner = NULL, refresh_until = NULL, updated_at = $7",
+        )
+        .bind(&tokens.user.gid)
+        .bind(&tokens.user.name)
+        .bind(tokens.user.email.as_deref())
+        .bind(tokens.access_token.expose_secret())
+        .bind(tokens.refresh_token.as_ref().map(|t| t.expose_secret()))
+        .bind(expires_ms(tokens))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Asks for the right to refresh `user_gid`'s tokens for `lease`, if they still hold
+    /// `seen` (the access token the caller found stale or refused). Short statements only:
+    /// nothing is held open while Asana is called.
+    pub async fn take_refresh_lease(
+        &self,
+        user_gid: &str,
+        seen: &SecretString,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Lease, StoreError> {
+        let now = now_ms();
+        let taken = sqlx::query(
+            "UPDATE connections SET refresh_owner = $1, refresh_until = $2 \
+             WHERE user_gid = $3 AND status = 'connected' AND access_token = $4 \
+             AND (refresh_until IS NULL OR refresh_until < $5)",
+        )
+        .bind(owner)
+        .bind(now + millis(lease))
+        .bind(user_gid)
+        .bind(seen.expose_secret())
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query(select_tokens!(
+            "WHERE user_gid = $1 AND status = 'connected'"
+        ))
+        .bind(user_gid)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Lease::Gone);
+        };
+        let Some(current) = tokens(&row)? else {
+            return Ok(Lease::Gone);
+        };
+        Ok(if taken {
+            Lease::Taken(current)
+        } else if current.access_token.expose_secret() != seen.expose_secret() {
+            Lease::Changed(current)
+        } else {
+            Lease::Held(
+                row.try_get::<Option<i64>, _>("refresh_until")?
+                    .unwrap_or(now),
+            )
+        })
+    }
+
+    /// Stores refreshed tokens and gives the lease back. Written before anyone uses them, so
+    /// a refresh token Asana rotates is never lost.
+    pub async fn save_refreshed(
+        &self,
+        tokens: &StoredTokens,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE connections SET access_token = $1, refresh_token = $2, expires_at = $3, \
+             refresh_owner = NULL, refresh_until = NULL, updated_at = $4 \
+             WHERE user_gid = $5 AND status = 'connected' \
+             AND (refresh_owner = $6 OR refresh_owner IS NULL OR refresh_until < $4)",
+        )
+        .bind(tokens.access_token.expose_secret())
+        .bind(tokens.refresh_token.as_ref().map(|t| t.expose_secret()))
+        .bind(expires_ms(tokens))
+        .bind(now_ms())
+        .bind(&tokens.user.gid)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives the lease back after a refresh that failed, so the next caller may try at once.
+    pub async fn release_refresh_lease(
+        &self,
+        user_gid: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE connections SET refresh_owner = NULL, refresh_until = NULL \
+             WHERE user_gid = $1 AND refresh_owner = $2",
+        )
+        .bind(user_gid)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives back every refresh lease: for a server starting on an SQLite store, the one
+    /// process that could hold them is gone.
+    pub async fn clear_refresh_leases(&self) -> Result<(), StoreError> {
+        sqlx::query("UPDATE connections SET refresh_owner = NULL, refresh_until = NULL")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the connection revoked (Asana refused its refresh token) and drops its tokens.
+    pub async fn revoke_connection(&self, user_gid: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE connections SET status = 'revoked', access_token = NULL, \
+             refresh_token = NULL, refresh_owner = NULL, refresh_until = NULL, updated_at = $1 \
+             WHERE user_gid = $2",
+        )
+        .bind(now_ms())
+        .bind(user_gid)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether any connection row exists (connected or not).
+    pub async fn has_connections(&self) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM connections LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+}

@@ -1,0 +1,251 @@
+//! The store's behaviour, run on both engines: SQLite in a temporary directory, and
+//! PostgreSQL in a fresh database on the server `TEST_DATABASE_URL` names (`scripts/test`
+//! starts a throwaway one).
+
+use std::time::{Duration, SystemTime};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::*;
+use crate::asana::{AsanaUser, StoredTokens};
+
+/// A fresh store on each engine; the temporary directory lives as long as the store.
+pub async fn engines() -> Vec<(Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = DatabaseUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join("data/linker.db").display()
+    ))
+    .expect("sqlite url");
+    let sqlite = Store::open_and_migrate(&sqlite)
+        .await
+        .expect("sqlite store");
+    vec![(sqlite, Some(dir)), (fresh_postgres().await, None)]
+}
+
+/// A new, empty database on the test server.
+pub async fn fresh_postgres() -> Store {
+    let server = std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL is not set: run the tests with scripts/test, which starts PostgreSQL",
+    );
+    let name = format!("linker_test_{}", crate::util::random::hex_id());
+    let admin = Store::open(&DatabaseUrl::parse(&server).expect("TEST_DATABASE_URL"))
+        .await
+        .expect("the test PostgreSQL server answers");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin.pool)
+        .await
+        .expect("create a test database");
+    admin.pool.close().await;
+    let mut url = ::url::Url::parse(&server).expect("TEST_DATABASE_URL");
+    url.set_path(&name);
+    Store::open_and_migrate(&DatabaseUrl::parse(url.as_str()).expect("url"))
+        .await
+        .expect("postgres store")
+}
+
+fn tokens(user: &str, access: &str, valid_for: Duration) -> StoredTokens {
+    StoredTokens {
+        access_token: SecretString::from(access),
+        refresh_token: Some(SecretString::from(format!("refresh-{access}"))),
+        expires_at: SystemTime::now() + valid_for,
+        user: AsanaUser {
+            gid: user.to_owned(),
+            name: format!("User {user}"),
+            email: None,
+        },
+    }
+}
+
+fn access(tokens: &StoredTokens) -> &str {
+    tokens.access_token.expose_secret()
+}
+
+#[tokio::test]
+async fn the_latest_consent_is_the_default_connection_and_each_user_has_one_row() {
+    for (store, _dir) in engines().await {
+        let engine = store.url().engine();
+        assert!(store.default_connection().await.expect("read").is_none());
+        store
+            .save_consent(&tokens("1", "a1", Duration::from_secs(3600)))
+            .await
+            .expect("save");
+        store
+            .save_consent(&tokens("2", "b1", Duration::from_secs(3600)))
+            .await
+            .expect("save");
+        store
+            .save_consent(&tokens("2", "b2", Duration::from_secs(3600)))
+            .await
+            .expect("save again");
+        let default = store
+            .default_connection()
+            .await
+            .expect("read")
+            .expect("one");
+        assert_eq!(
+            (default.user.gid.as_str(), access(&default)),
+            ("2", "b2"),
+            "{engine}"
+        );
+        let first = store.connection("1").await.expect("read").expect("kept");
+        assert_eq!(access(&first), "a1", "{engine}");
+        let report = store.report().await.expect("report");
+        assert_eq!(report.rows[0], ("connections", 2), "{engine}");
+        assert_eq!(report.schema_version, 1, "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn one_process_at_a_time_holds_the_refresh_lease_and_the_others_see_its_token() {
+    for (store, _dir) in engines().await {
+        let engine = store.url().engine();
+        let stale = tokens("1", "old", Duration::ZERO);
+        store.save_consent(&stale).await.expect("save");
+        let lease = Duration::from_secs(30);
+
+        let first = store
+            .take_refresh_lease("1", &stale.access_token, "a", lease)
+            .await
+            .expect("lease");
+        assert!(matches!(first, Lease::Taken(_)), "{engine}: {first:?}");
+        let second = store
+            .take_refresh_lease("1", &stale.access_token, "b", lease)
+            .await
+            .expect("lease");
+        assert!(matches!(second, Lease::Held(_)), "{engine}: {second:?}");
+
+        store
+            .save_refreshed(&tokens("1", "new", Duration::from_secs(3600)), "a")
+            .await
+            .expect("save");
+        match store
+            .take_refresh_lease("1", &stale.access_token, "b", lease)
+            .await
+            .expect("lease")
+        {
+            Lease::Changed(current) => assert_eq!(access(&current), "new", "{engine}"),
+            other => panic!("{engine}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_a_revoked_connection_is_gone() {
+    for (store, _dir) in engines().await {
+        let engine = store.url().engine();
+        let stale = tokens("1", "old", Duration::ZERO);
+        store.save_consent(&stale).await.expect("save");
+        let short = Duration::from_millis(1);
+        let taken = store
+            .take_refresh_lease("1", &stale.access_token, "dead", short)
+            .await
+            .expect("lease");
+        assert!(matches!(taken, Lease::Taken(_)), "{engine}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let again = store
+            .take_refresh_lease("1", &stale.access_token, "alive", short)
+            .await
+            .expect("lease");
+        assert!(matches!(again, Lease::Taken(_)), "{engine}: {again:?}");
+
+        store.revoke_connection("1").await.expect("revoke");
+        let gone = store
+            .take_refresh_lease("1", &stale.access_token, "alive", short)
+            .await
+            .expect("lease");
+        assert!(matches!(gone, Lease::Gone), "{engine}: {gone:?}");
+        assert!(store.default_connection().await.expect("read").is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_key_is_claimed_once_and_taken_over_only_as_it_was_read() {
+    for (store, _dir) in engines().await {
+        let engine = store.url().engine();
+        let lease = Duration::from_secs(30);
+        assert!(
+            store
+                .claim_key("s", "k", "f", "a", lease)
+                .await
+                .expect("claim")
+        );
+        assert!(
+            !store
+                .claim_key("s", "k", "f", "b", lease)
+                .await
+                .expect("claim"),
+            "{engine}"
+        );
+        assert!(
+            store
+                .claim_key("other", "k", "f", "b", lease)
+                .await
+                .expect("scoped")
+        );
+
+        store
+            .finish_key("s", "k", "a", KeyState::Unknown, 504, "{}")
+            .await
+            .expect("finish");
+        let row = store.key("s", "k").await.expect("read").expect("row");
+        assert_eq!(row.state, KeyState::Unknown, "{engine}");
+        assert!(
+            store
+                .take_over_key("s", "k", &row, "b", lease)
+                .await
+                .expect("take")
+        );
+        assert!(
+            !store
+                .take_over_key("s", "k", &row, "c", lease)
+                .await
+                .expect("take"),
+            "{engine}: a row is taken over once"
+        );
+        store.release_key("s", "k", "b").await.expect("release");
+        assert!(
+            store.key("s", "k").await.expect("read").is_none(),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn seen_events_are_recorded_once_and_old_rows_are_pruned() {
+    for (store, _dir) in engines().await {
+        let engine = store.url().engine();
+        assert!(store.mark_seen("story:1").await.expect("mark"));
+        assert!(!store.mark_seen("story:1").await.expect("mark"), "{engine}");
+        assert!(store.is_seen("story:1").await.expect("read"));
+        store
+            .claim_key("s", "k", "f", "a", Duration::from_secs(30))
+            .await
+            .expect("claim");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+
+        assert_eq!(
+            store.prune(Duration::from_secs(3600)).await.expect("prune"),
+            0
+        );
+        assert_eq!(
+            store.prune(Duration::ZERO).await.expect("prune"),
+            2,
+            "{engine}"
+        );
+        assert!(!store.is_seen("story:1").await.expect("read"));
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_sqlite_file_and_its_directory_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("state/linker.db");
+    let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).expect("url");
+    Store::open_and_migrate(&url).await.expect("store");
+    let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().expect("dir")), 0o700);
+}
