@@ -19,9 +19,9 @@ use crate::helpers::{
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-asana-linker");
 
 /// A running binary, killed on drop.
-struct Running {
+pub struct Running {
     child: Child,
-    address: String,
+    pub address: String,
     log: Arc<Mutex<String>>,
 }
 
@@ -78,7 +78,7 @@ fn command(dir: &Path, vars: &[(&str, &str)]) -> Command {
 }
 
 /// Starts the binary and waits for its "listening" log line.
-fn start(dir: &Path, vars: &[(&str, &str)]) -> Running {
+pub fn start(dir: &Path, vars: &[(&str, &str)]) -> Running {
     let mut child = command(dir, vars).spawn().expect("binary starts");
     let stderr = child.stderr.take().expect("piped stderr");
     let log = Arc::new(Mutex::new(String::new()));

@@ -12,6 +12,7 @@ mod oauth;
 mod openapi_conformance;
 mod operations;
 mod refresh;
+mod replicas;
 mod resilience;
 mod rich;
 mod webhooks;

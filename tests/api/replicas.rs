@@ -1,0 +1,245 @@
+//! Several replicas of the real binary on one PostgreSQL database, with a fake Asana: a
+//! consent given through one serves the others, one refresh serves all, one
+//! `Idempotency-Key` posts once wherever it is sent, and a replica killed mid-post leaves
+//! its attach to be finished by another without a second comment.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::binary::{Running, start};
+use crate::helpers::{
+    ACCESS_TOKEN, REFRESH_TOKEN, STORIES_PATH, Step, Stories, TOKEN_PATH, fresh_postgres_url,
+    stored_tokens, story, test_vars, token_answer,
+};
+
+/// Replicas sharing one database, and the fakes they talk to.
+struct Cluster {
+    asana: MockServer,
+    _context: MockServer,
+    replicas: Vec<Running>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `count` replicas on a fresh database; with `tokens`, the first imports a token
+/// file valid for that long (as an upgraded single replica would) before the others start.
+async fn cluster(count: usize, tokens: Option<Duration>, extra: &[(&str, &str)]) -> Cluster {
+    let asana = MockServer::start().await;
+    let context = MockServer::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut vars: HashMap<String, String> = test_vars(&asana, &context, &dir);
+    vars.insert("DATABASE_URL".into(), fresh_postgres_url().await);
+    for (key, value) in extra {
+        vars.insert((*key).into(), (*value).into());
+    }
+    if let Some(valid_for) = tokens {
+        mcp_asana_linker::asana::TokenFile::new(vars["TOKEN_STORE_PATH"].clone().into())
+            .save(&stored_tokens(ACCESS_TOKEN, Some(REFRESH_TOKEN), valid_for))
+            .await
+            .expect("seed tokens");
+    }
+    Mock::given(path("/contexts/n"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"context_text": "t"})))
+        .mount(&context)
+        .await;
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // One after another: the first one imports the token file.
+    let replicas = (0..count).map(|_| start(dir.path(), &pairs)).collect();
+    Cluster {
+        asana,
+        _context: context,
+        replicas,
+        _dir: dir,
+    }
+}
+
+impl Cluster {
+    fn attach(
+        &self,
+        replica: usize,
+        key: Option<&str>,
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+        let mut request = reqwest::Client::new()
+            .post(format!(
+                "{}/asana/attach-context",
+                self.replicas[replica % self.replicas.len()].address
+            ))
+            .json(&json!({"task_gid": "1234567890", "context_name": "n"}));
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send()
+    }
+}
+
+#[tokio::test]
+async fn a_consent_given_through_one_replica_serves_attaches_through_the_others() {
+    let cluster = cluster(3, None, &[]).await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(token_answer("fresh-access", Some("fresh-refresh")))
+        .expect(1)
+        .mount(&cluster.asana)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .and(wiremock::matchers::header(
+            "authorization",
+            "Bearer fresh-access",
+        ))
+        .respond_with(ResponseTemplate::new(201).set_body_json(story("7")))
+        .expect(2)
+        .mount(&cluster.asana)
+        .await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let first = &cluster.replicas[0].address;
+    let started = browser
+        .get(format!("{first}/asana/oauth/authorize"))
+        .send()
+        .await
+        .expect("sent");
+    let location =
+        url::Url::parse(started.headers()["location"].to_str().expect("ASCII")).expect("URL");
+    let state = location
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state");
+    let consented = browser
+        .get(format!(
+            "{first}/asana/oauth/callback?code=the-code&state={state}"
+        ))
+        .header("cookie", format!("linker_oauth_state={state}"))
+        .send()
+        .await
+        .expect("sent");
+
+    let second = cluster.attach(1, None).await.expect("sent");
+    let third = cluster.attach(2, None).await.expect("sent");
+
+    assert_eq!(
+        consented.status(),
+        200,
+        "the consent completes on replica 1"
+    );
+    assert_eq!(second.status(), 201);
+    assert_eq!(third.status(), 201);
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_once_for_60_attaches_across_three_replicas() {
+    let cluster = cluster(3, Some(Duration::ZERO), &[]).await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(token_answer("access-token-2", None).set_delay(Duration::from_millis(300)))
+        .expect(1)
+        .mount(&cluster.asana)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .and(wiremock::matchers::header(
+            "authorization",
+            "Bearer access-token-2",
+        ))
+        .respond_with(ResponseTemplate::new(201).set_body_json(story("8")))
+        .expect(60)
+        .mount(&cluster.asana)
+        .await;
+
+    let attaches: Vec<_> = (0..60)
+        .map(|i| tokio::spawn(cluster.attach(i, None)))
+        .collect();
+
+    for attach in attaches {
+        let response = attach.await.expect("task").expect("sent");
+        assert_eq!(response.status(), 201);
+    }
+}
+
+#[tokio::test]
+async fn one_idempotency_key_sent_to_three_replicas_at_once_posts_one_comment() {
+    let cluster = cluster(3, Some(Duration::from_secs(3600)), &[]).await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(story("9"))
+                .set_delay(Duration::from_millis(300)),
+        )
+        .expect(1)
+        .mount(&cluster.asana)
+        .await;
+
+    let attaches: Vec<_> = (0..6)
+        .map(|i| tokio::spawn(cluster.attach(i, Some("order-77"))))
+        .collect();
+
+    for attach in attaches {
+        let response = attach.await.expect("task").expect("sent");
+        assert_eq!(response.status(), 201);
+        let answer: Value = response.json().await.expect("JSON");
+        assert_eq!(answer["story_gid"], "9");
+    }
+}
+
+#[tokio::test]
+async fn a_keyed_attach_whose_replica_is_killed_mid_post_is_finished_by_another_once() {
+    let mut cluster = cluster(
+        2,
+        Some(Duration::from_secs(3600)),
+        &[("REQUEST_DEADLINE_SECS", "2"), ("ASANA_TIMEOUT_SECS", "2")],
+    )
+    .await;
+    let stories = Stories::default();
+    // Asana takes a second to create the comment; the replica dies before it answers.
+    stories
+        .mount(
+            &cluster.asana,
+            vec![Step::CreateSlowly(Duration::from_secs(1)), Step::Create],
+        )
+        .await;
+    let doomed = tokio::spawn(cluster.attach(0, Some("order-88")));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stories.count() == 0 {
+        assert!(Instant::now() < deadline, "the first replica never posted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(cluster.replicas.remove(0)); // SIGKILL
+    let _ = doomed.await;
+
+    // The client retries on the other replica, as long as it is told the first try runs.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut told_in_flight = 0;
+    let (status, answer) = loop {
+        let response = cluster.attach(0, Some("order-88")).await.expect("sent");
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let answer: Value = response.json().await.expect("JSON");
+        if status != 409 {
+            break (status, answer);
+        }
+        assert_eq!(answer["error"]["code"], "idempotency_in_flight");
+        told_in_flight += 1;
+        assert!(Instant::now() < deadline, "still in flight: {answer}");
+        tokio::time::sleep(Duration::from_secs(
+            retry_after.expect("Retry-After").min(2),
+        ))
+        .await;
+    };
+
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(
+        answer["story_gid"], "900",
+        "the first try's comment is found"
+    );
+    assert_eq!(stories.count(), 1, "no second comment");
+}
