@@ -26,7 +26,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=builder /app/target/release/mcp-asana-linker /usr/local/bin/mcp-asana-linker
 USER 10001:10001
-ENV HOST=0.0.0.0 PORT=3000 TOKEN_STORE_PATH=/app/data/asana_tokens.json LOG_FORMAT=json
+ENV HOST=0.0.0.0 PORT=3000 DATABASE_URL=sqlite:///app/data/linker.db TOKEN_STORE_PATH=/app/data/asana_tokens.json LOG_FORMAT=json
 VOLUME ["/app/data"]
 EXPOSE 3000
 # No curl in the image: bash's /dev/tcp is enough for a GET /health.

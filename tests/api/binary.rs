@@ -308,6 +308,12 @@ async fn no_token_or_secret_reaches_the_log_even_at_debug() {
         .expect("sent");
 
     assert_eq!(response.status(), 201);
+    // Lines reach stderr from the log thread a batch at a time: wait for this run's line.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !running.log().contains("refreshing the Asana access token") && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let log = running.log();
     assert!(
         log.contains("refreshing the Asana access token"),
