@@ -8,8 +8,12 @@ CREATE TABLE connections (
     email TEXT,
     -- connected | revoked
     status TEXT NOT NULL,
+    -- Sealed with STORE_KEY when it is set.
     access_token TEXT,
     refresh_token TEXT,
+    -- SHA-256 of the access token: what a refresh lease compares (sealed values differ each
+    -- time they are written).
+    access_token_hash TEXT,
     expires_at BIGINT NOT NULL,
     -- 1 for the connection that acts when nobody is named.
     is_default BIGINT NOT NULL DEFAULT 0,

@@ -109,7 +109,8 @@ impl AppState {
                 settings.asana_timeout,
             )
         });
-        let store = Store::open_and_migrate(&settings.database_url).await?;
+        let store =
+            Store::open_and_migrate(&settings.database_url, settings.store_sealer.clone()).await?;
         // This process, as the owner of the claims and leases it takes in the store.
         let owner = crate::util::random::hex_id();
         let tokens = Arc::new(

@@ -131,8 +131,8 @@ pub async fn run(command: Command, settings: &Settings) -> ExitCode {
 async fn store(settings: &Settings, command: StoreCommand) -> ExitCode {
     let url = &settings.database_url;
     let opened = match command {
-        StoreCommand::Migrate => Store::open_and_migrate(url).await,
-        StoreCommand::Check => Store::open(url).await,
+        StoreCommand::Migrate => Store::open_and_migrate(url, settings.store_sealer.clone()).await,
+        StoreCommand::Check => Store::open(url, settings.store_sealer.clone()).await,
     };
     let report = match opened {
         Ok(store) => store.report().await,

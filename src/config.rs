@@ -39,6 +39,9 @@ pub enum SettingsError {
     /// `DATABASE_URL` is malformed (its value is not repeated: it may hold a password).
     #[error("invalid setting {0}")]
     DatabaseUrl(#[from] crate::store::InvalidDatabaseUrl),
+    /// `STORE_KEY` or `STORE_KEY_PREVIOUS` is malformed (never repeated).
+    #[error("invalid setting {0}")]
+    StoreKey(#[from] crate::store::InvalidStoreKey),
 }
 
 /// How log lines are written.
@@ -114,6 +117,8 @@ pub struct Settings {
     pub token_store_path: PathBuf,
     /// `DATABASE_URL`: the store, an SQLite file or a PostgreSQL database.
     pub database_url: crate::store::DatabaseUrl,
+    /// `STORE_KEY` and `STORE_KEY_PREVIOUS`: what seals the store's secrets, if anything.
+    pub store_sealer: crate::store::Sealer,
     /// `LINKER_API_KEY`: bearer key required on the API; `None` allows loopback clients only.
     pub linker_api_key: Option<SecretString>,
     /// `LOG_FORMAT`.
@@ -173,6 +178,8 @@ struct RawSettings {
     asana_scopes: Option<String>,
     token_store_path: String,
     database_url: String,
+    store_key: Option<String>,
+    store_key_previous: Option<String>,
     linker_api_key: Option<String>,
     log_format: String,
     rust_log: String,
@@ -210,6 +217,8 @@ const KNOWN: &[&str] = &[
     "ASANA_SCOPES",
     "TOKEN_STORE_PATH",
     "DATABASE_URL",
+    "STORE_KEY",
+    "STORE_KEY_PREVIOUS",
     "LINKER_API_KEY",
     "LOG_FORMAT",
     "RUST_LOG",
@@ -358,6 +367,16 @@ fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, SettingsError> {
         }
         Err(e) => Err(to_error(e)),
     }
+}
+
+/// A store key setting, if set.
+fn key(
+    name: &'static str,
+    value: Option<&str>,
+) -> Result<Option<crate::store::StoreKey>, SettingsError> {
+    Ok(value
+        .map(|v| crate::store::StoreKey::parse(name, v))
+        .transpose()?)
 }
 
 fn invalid(name: &'static str, value: &str, reason: impl ToString) -> SettingsError {
@@ -525,6 +544,10 @@ impl RawSettings {
             asana_scopes: self.asana_scopes,
             token_store_path: PathBuf::from(self.token_store_path),
             database_url: crate::store::DatabaseUrl::parse(&self.database_url)?,
+            store_sealer: crate::store::Sealer::new(
+                key("STORE_KEY", self.store_key.as_deref())?,
+                key("STORE_KEY_PREVIOUS", self.store_key_previous.as_deref())?,
+            ),
             linker_api_key: self.linker_api_key.map(SecretString::from),
             log_format,
             rust_log: self.rust_log,

@@ -4,6 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -34,23 +35,13 @@ pub enum Lease {
     Gone,
 }
 
-fn tokens(row: &AnyRow) -> Result<Option<StoredTokens>, sqlx::Error> {
-    let Some(access) = row.try_get::<Option<String>, _>("access_token")? else {
-        return Ok(None);
-    };
-    let expires_ms: i64 = row.try_get("expires_at")?;
-    Ok(Some(StoredTokens {
-        access_token: SecretString::from(access),
-        refresh_token: row
-            .try_get::<Option<String>, _>("refresh_token")?
-            .map(SecretString::from),
-        expires_at: UNIX_EPOCH + Duration::from_millis(u64::try_from(expires_ms).unwrap_or(0)),
-        user: AsanaUser {
-            gid: row.try_get("user_gid")?,
-            name: row.try_get("name")?,
-            email: row.try_get("email")?,
-        },
-    }))
+/// SHA-256 of a token, in hex: compared instead of the token, which is sealed differently
+/// each time it is written.
+fn token_hash(token: &SecretString) -> String {
+    Sha256::digest(token.expose_secret().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn expires_ms(tokens: &StoredTokens) -> i64 {
@@ -61,6 +52,84 @@ fn expires_ms(tokens: &StoredTokens) -> i64 {
 }
 
 impl Store {
+    fn tokens(&self, row: &AnyRow) -> Result<Option<StoredTokens>, StoreError> {
+        let Some(access) = row.try_get::<Option<String>, _>("access_token")? else {
+            return Ok(None);
+        };
+        let refresh = row.try_get::<Option<String>, _>("refresh_token")?;
+        let expires_ms: i64 = row.try_get("expires_at")?;
+        Ok(Some(StoredTokens {
+            access_token: self.sealer.open(&access)?,
+            refresh_token: refresh.map(|r| self.sealer.open(&r)).transpose()?,
+            expires_at: UNIX_EPOCH + Duration::from_millis(u64::try_from(expires_ms).unwrap_or(0)),
+            user: AsanaUser {
+                gid: row.try_get("user_gid")?,
+                name: row.try_get("name")?,
+                email: row.try_get("email")?,
+            },
+        }))
+    }
+
+    /// The refresh token sealed as the store keeps it.
+    fn sealed_refresh(&self, tokens: &StoredTokens) -> Result<Option<String>, StoreError> {
+        Ok(tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| self.sealer.seal(t.expose_secret()))
+            .transpose()?)
+    }
+
+    /// Seals every stored secret with the current key: secrets sealed with the previous key
+    /// (a rotation) or kept plain (a key set for the first time) are written again. Fails on
+    /// the first secret that opens with neither key.
+    pub async fn reseal(&self) -> Result<usize, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_gid, access_token, refresh_token FROM connections \
+             WHERE access_token IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut resealed = 0;
+        for row in rows {
+            let user_gid: String = row.try_get("user_gid")?;
+            let access: String = row.try_get("access_token")?;
+            let refresh: Option<String> = row.try_get("refresh_token")?;
+            let opened_access = self.sealer.open(&access)?;
+            let opened_refresh = refresh
+                .as_deref()
+                .map(|r| self.sealer.open(r))
+                .transpose()?;
+            let current = self.sealer.is_current(&access)
+                && refresh.as_deref().is_none_or(|r| self.sealer.is_current(r));
+            if current {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE connections SET access_token = $1, refresh_token = $2, \
+                 access_token_hash = $3 WHERE user_gid = $4 AND access_token = $5",
+            )
+            .bind(self.sealer.seal(opened_access.expose_secret())?)
+            .bind(
+                opened_refresh
+                    .map(|r| self.sealer.seal(r.expose_secret()))
+                    .transpose()?,
+            )
+            .bind(token_hash(&opened_access))
+            .bind(&user_gid)
+            .bind(&access)
+            .execute(&self.pool)
+            .await?;
+            resealed += 1;
+        }
+        if resealed > 0 {
+            tracing::info!(
+                resealed,
+                "sealed the store's secrets with the current STORE_KEY"
+            );
+        }
+        Ok(resealed)
+    }
+
     /// The tokens of the connection that acts when nobody is named: the default one, else
     /// the oldest still connected.
     pub async fn default_connection(&self) -> Result<Option<StoredTokens>, StoreError> {
@@ -70,7 +139,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {
-            Some(row) => tokens(&row)?,
+            Some(row) => self.tokens(&row)?,
             None => None,
         })
     }
@@ -84,7 +153,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {
-            Some(row) => tokens(&row)?,
+            Some(row) => self.tokens(&row)?,
             None => None,
         })
     }
@@ -93,6 +162,8 @@ impl Store {
     /// makes it the default one (the latest consent acts, as with a single connection).
     pub async fn save_consent(&self, tokens: &StoredTokens) -> Result<(), StoreError> {
         let now = now_ms();
+        let access = self.sealer.seal(tokens.access_token.expose_secret())?;
+        let refresh = self.sealed_refresh(tokens)?;
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE connections SET is_default = 0 WHERE user_gid <> $1")
             .bind(&tokens.user.gid)
@@ -100,19 +171,20 @@ impl Store {
             .await?;
         sqlx::query(
             "INSERT INTO connections (user_gid, name, email, status, access_token, refresh_token, \
-             expires_at, is_default, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'connected', $4, $5, $6, 1, $7, $7) \
+             access_token_hash, expires_at, is_default, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'connected', $4, $5, $8, $6, 1, $7, $7) \
              ON CONFLICT (user_gid) DO UPDATE SET name = $2, email = $3, status = 'connected', \
-             access_token = $4, refresh_token = $5, expires_at = $6, is_default = 1, \
-             refresh_owner = NULL, refresh_until = NULL, updated_at = $7",
+             access_token = $4, refresh_token = $5, access_token_hash = $8, expires_at = $6, \
+             is_default = 1, refresh_owner = NULL, refresh_until = NULL, updated_at = $7",
         )
         .bind(&tokens.user.gid)
         .bind(&tokens.user.name)
         .bind(tokens.user.email.as_deref())
-        .bind(tokens.access_token.expose_secret())
-        .bind(tokens.refresh_token.as_ref().map(|t| t.expose_secret()))
+        .bind(access)
+        .bind(refresh)
         .bind(expires_ms(tokens))
         .bind(now)
+        .bind(token_hash(&tokens.access_token))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -132,13 +204,13 @@ impl Store {
         let now = now_ms();
         let taken = sqlx::query(
             "UPDATE connections SET refresh_owner = $1, refresh_until = $2 \
-             WHERE user_gid = $3 AND status = 'connected' AND access_token = $4 \
+             WHERE user_gid = $3 AND status = 'connected' AND access_token_hash = $4 \
              AND (refresh_until IS NULL OR refresh_until < $5)",
         )
         .bind(owner)
         .bind(now + millis(lease))
         .bind(user_gid)
-        .bind(seen.expose_secret())
+        .bind(token_hash(seen))
         .bind(now)
         .execute(&self.pool)
         .await?
@@ -153,7 +225,7 @@ impl Store {
         let Some(row) = row else {
             return Ok(Lease::Gone);
         };
-        let Some(current) = tokens(&row)? else {
+        let Some(current) = self.tokens(&row)? else {
             return Ok(Lease::Gone);
         };
         Ok(if taken {
@@ -177,16 +249,17 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE connections SET access_token = $1, refresh_token = $2, expires_at = $3, \
-             refresh_owner = NULL, refresh_until = NULL, updated_at = $4 \
+             refresh_owner = NULL, refresh_until = NULL, updated_at = $4, access_token_hash = $7 \
              WHERE user_gid = $5 AND status = 'connected' \
              AND (refresh_owner = $6 OR refresh_owner IS NULL OR refresh_until < $4)",
         )
-        .bind(tokens.access_token.expose_secret())
-        .bind(tokens.refresh_token.as_ref().map(|t| t.expose_secret()))
+        .bind(self.sealer.seal(tokens.access_token.expose_secret())?)
+        .bind(self.sealed_refresh(tokens)?)
         .bind(expires_ms(tokens))
         .bind(now_ms())
         .bind(&tokens.user.gid)
         .bind(owner)
+        .bind(token_hash(&tokens.access_token))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -222,7 +295,8 @@ impl Store {
     pub async fn revoke_connection(&self, user_gid: &str) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE connections SET status = 'revoked', access_token = NULL, \
-             refresh_token = NULL, refresh_owner = NULL, refresh_until = NULL, updated_at = $1 \
+             refresh_token = NULL, access_token_hash = NULL, refresh_owner = NULL, \
+             refresh_until = NULL, updated_at = $1 \
              WHERE user_gid = $2",
         )
         .bind(now_ms())

@@ -4,6 +4,7 @@
 
 mod connections;
 mod keys;
+mod seal;
 mod url;
 
 #[cfg(test)]
@@ -18,6 +19,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use connections::Lease;
 pub use keys::{KeyRow, KeyState};
+pub use seal::{InvalidStoreKey, SealError, Sealer, StoreKey};
 pub use url::{DatabaseUrl, Engine, InvalidDatabaseUrl};
 
 /// The schema, applied in order at start; additive only, so old and new replicas can share
@@ -49,6 +51,9 @@ pub enum StoreError {
     /// A query failed.
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// A secret cannot be sealed or opened (`STORE_KEY`).
+    #[error(transparent)]
+    Seal(#[from] SealError),
 }
 
 /// The shared store: a pool of connections to one database.
@@ -56,6 +61,7 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     url: DatabaseUrl,
+    sealer: Sealer,
 }
 
 /// What `store check` reports.
@@ -80,9 +86,9 @@ const TABLES: [(&str, &str); 3] = [
 ];
 
 impl Store {
-    /// Opens the store (creating an SQLite file, private to this user, if there is none); the
-    /// schema is not touched: see [`Store::migrate`].
-    pub async fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
+    /// Opens the store (creating an SQLite file, private to this user, if there is none),
+    /// sealing secrets with `sealer`; the schema is not touched: see [`Store::migrate`].
+    pub async fn open(url: &DatabaseUrl, sealer: Sealer) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.engine() == Engine::Sqlite;
         if let Some(path) = url.sqlite_path() {
@@ -113,13 +119,17 @@ impl Store {
         Ok(Self {
             pool,
             url: url.clone(),
+            sealer,
         })
     }
 
-    /// Opens the store and applies any migration not applied yet.
-    pub async fn open_and_migrate(url: &DatabaseUrl) -> Result<Self, StoreError> {
-        let store = Self::open(url).await?;
+    /// Opens the store, applies any migration not applied yet, and seals every secret with
+    /// the current key (after a rotation, or when a key is first set): a secret that opens
+    /// with neither key stops here, before anything acts on it.
+    pub async fn open_and_migrate(url: &DatabaseUrl, sealer: Sealer) -> Result<Self, StoreError> {
+        let store = Self::open(url, sealer).await?;
         store.migrate().await?;
+        store.reseal().await?;
         Ok(store)
     }
 

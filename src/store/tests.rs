@@ -11,27 +11,39 @@ use crate::asana::{AsanaUser, StoredTokens};
 
 /// A fresh store on each engine; the temporary directory lives as long as the store.
 pub async fn engines() -> Vec<(Store, Option<tempfile::TempDir>)> {
+    let mut stores = Vec::new();
+    for (url, dir) in urls().await {
+        let store = Store::open_and_migrate(&url, Sealer::default())
+            .await
+            .expect("store");
+        stores.push((store, dir));
+    }
+    stores
+}
+
+/// The URL of a fresh store on each engine.
+async fn urls() -> Vec<(DatabaseUrl, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = DatabaseUrl::parse(&format!(
         "sqlite://{}",
         dir.path().join("data/linker.db").display()
     ))
     .expect("sqlite url");
-    let sqlite = Store::open_and_migrate(&sqlite)
-        .await
-        .expect("sqlite store");
     vec![(sqlite, Some(dir)), (fresh_postgres().await, None)]
 }
 
 /// A new, empty database on the test server.
-pub async fn fresh_postgres() -> Store {
+pub async fn fresh_postgres() -> DatabaseUrl {
     let server = std::env::var("TEST_DATABASE_URL").expect(
         "TEST_DATABASE_URL is not set: run the tests with scripts/test, which starts PostgreSQL",
     );
     let name = format!("linker_test_{}", crate::util::random::hex_id());
-    let admin = Store::open(&DatabaseUrl::parse(&server).expect("TEST_DATABASE_URL"))
-        .await
-        .expect("the test PostgreSQL server answers");
+    let admin = Store::open(
+        &DatabaseUrl::parse(&server).expect("TEST_DATABASE_URL"),
+        Sealer::default(),
+    )
+    .await
+    .expect("the test PostgreSQL server answers");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&admin.pool)
         .await
@@ -39,9 +51,7 @@ pub async fn fresh_postgres() -> Store {
     admin.pool.close().await;
     let mut url = ::url::Url::parse(&server).expect("TEST_DATABASE_URL");
     url.set_path(&name);
-    Store::open_and_migrate(&DatabaseUrl::parse(url.as_str()).expect("url"))
-        .await
-        .expect("postgres store")
+    DatabaseUrl::parse(url.as_str()).expect("url")
 }
 
 fn tokens(user: &str, access: &str, valid_for: Duration) -> StoredTokens {
@@ -244,8 +254,85 @@ async fn the_sqlite_file_and_its_directory_are_private() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("state/linker.db");
     let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).expect("url");
-    Store::open_and_migrate(&url).await.expect("store");
+    Store::open_and_migrate(&url, Sealer::default())
+        .await
+        .expect("store");
     let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(path.parent().expect("dir")), 0o700);
+}
+
+fn sealer(current: Option<&str>, previous: Option<&str>) -> Sealer {
+    let key =
+        |k: Option<&str>| k.map(|k| StoreKey::parse("STORE_KEY", &k.repeat(32)).expect("key"));
+    Sealer::new(key(current), key(previous))
+}
+
+#[tokio::test]
+async fn with_a_store_key_no_token_is_in_the_database_and_a_key_can_be_rotated() {
+    for (url, _dir) in urls().await {
+        let engine = url.engine();
+        let plain = Store::open_and_migrate(&url, Sealer::default())
+            .await
+            .expect("store");
+        plain
+            .save_consent(&tokens("1", "secret-access", Duration::from_secs(3600)))
+            .await
+            .expect("save");
+
+        // Setting a key seals what was stored plain.
+        let sealed = Store::open_and_migrate(&url, sealer(Some("aa"), None))
+            .await
+            .expect("store");
+        let raw = sqlx::query("SELECT access_token, refresh_token FROM connections")
+            .fetch_one(&sealed.pool)
+            .await
+            .expect("row");
+        let (a, r): (String, String) = (raw.get("access_token"), raw.get("refresh_token"));
+        assert!(
+            !a.contains("secret-access") && !r.contains("secret-access"),
+            "{engine}: {a}"
+        );
+        let read = sealed
+            .default_connection()
+            .await
+            .expect("opens")
+            .expect("row");
+        assert_eq!(access(&read), "secret-access", "{engine}");
+
+        // The lease still finds the token it was asked about, sealed as it is.
+        let lease = sealed
+            .take_refresh_lease("1", &read.access_token, "a", Duration::from_secs(5))
+            .await
+            .expect("lease");
+        assert!(matches!(lease, Lease::Taken(_)), "{engine}: {lease:?}");
+
+        // Without the key, or with another, it stops with a line naming STORE_KEY.
+        for wrong in [Sealer::default(), sealer(Some("bb"), None)] {
+            let error = Store::open_and_migrate(&url, wrong)
+                .await
+                .expect_err("refused");
+            assert!(error.to_string().contains("STORE_KEY"), "{engine}: {error}");
+        }
+
+        // Rotation: the new key with the old one as previous reseals everything.
+        let rotated = Store::open_and_migrate(&url, sealer(Some("bb"), Some("aa")))
+            .await
+            .expect("rotated");
+        let after = Store::open_and_migrate(&url, sealer(Some("bb"), None))
+            .await
+            .expect("new key alone");
+        assert_eq!(
+            access(
+                &after
+                    .default_connection()
+                    .await
+                    .expect("opens")
+                    .expect("row")
+            ),
+            "secret-access",
+            "{engine}"
+        );
+        drop(rotated);
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mcp_asana_linker::store::{DatabaseUrl, Store};
+use mcp_asana_linker::store::{DatabaseUrl, Sealer, Store};
 use serde_json::{Value, json};
 use wiremock::MockServer;
 
@@ -445,7 +445,7 @@ async fn kill_9_during_refreshes_never_loses_the_tokens_and_the_store_always_ope
             let _ = attach.await;
         }
 
-        let store = Store::open(&url)
+        let store = Store::open(&url, Sealer::default())
             .await
             .expect("the store opens after kill -9");
         let loaded = store.default_connection().await;
@@ -740,6 +740,53 @@ async fn check_without_a_token_exits_4() {
     let output = run_command(&upstreams, &["check"], &[]);
 
     assert_eq!(output.status.code(), Some(4));
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_store_key_stops_startup_and_keeps_the_tokens() {
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/tasks/1/stories"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(201).set_body_json(json!({"data": {"gid": "5"}})),
+        )
+        .expect(1)
+        .mount(&upstreams.asana)
+        .await;
+    let key = "11".repeat(32);
+    let other = "22".repeat(32);
+    // The first start imports the token file and seals it.
+    drop(upstreams.start(&[("STORE_KEY", &key)]));
+    // The database file and its write-ahead log, where the latest rows may still be.
+    let mut database = Vec::new();
+    for name in ["linker.db", "linker.db-wal"] {
+        database.extend(
+            std::fs::read(upstreams.dir.path().join("data").join(name)).unwrap_or_default(),
+        );
+    }
+    let stored = String::from_utf8_lossy(&database).contains("sealed1:");
+    let sealed = stored && !String::from_utf8_lossy(&database).contains(ACCESS_TOKEN);
+
+    let missing = run_command(&upstreams, &["serve"], &[]);
+    let wrong = run_command(&upstreams, &["serve"], &[("STORE_KEY", &other)]);
+    let running = upstreams.start(&[("STORE_KEY", &key)]);
+    let attached = reqwest::Client::new()
+        .post(format!("{}/asana/attach-context", running.address))
+        .json(&json!({"task_gid": "1", "context_name": "n"}))
+        .send()
+        .await
+        .expect("sent");
+
+    assert!(sealed, "no token in the clear in the database");
+    for refused in [missing, wrong] {
+        let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+        assert!(!refused.status.success(), "{said}");
+        assert!(said.contains("STORE_KEY"), "{said}");
+        assert!(
+            !said.contains("refresh"),
+            "never mistaken for a refused refresh: {said}"
+        );
+    }
+    assert_eq!(attached.status(), 201, "the tokens are still there");
 }
 
 #[tokio::test]

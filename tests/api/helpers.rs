@@ -231,8 +231,10 @@ impl TestApp {
     /// The token file as JSON.
     /// The default connection's tokens and user as the store holds them; `null` for none.
     pub async fn stored(&self) -> Value {
-        let url = DatabaseUrl::parse(&self.vars["DATABASE_URL"]).expect("DATABASE_URL");
-        let store = Store::open(&url).await.expect("the store opens");
+        let settings = Settings::from_vars(self.vars.clone()).expect("settings");
+        let store = Store::open(&settings.database_url, settings.store_sealer)
+            .await
+            .expect("the store opens");
         match store.default_connection().await.expect("the store answers") {
             None => Value::Null,
             Some(tokens) => json!({

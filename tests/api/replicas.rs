@@ -236,6 +236,10 @@ async fn a_keyed_attach_whose_replica_is_killed_mid_post_is_finished_by_another_
         .await;
     };
 
+    assert!(
+        told_in_flight > 0,
+        "the dead replica's claim held until its lease ran out"
+    );
     assert_eq!(status, 201, "{answer}");
     assert_eq!(
         answer["story_gid"], "900",
