@@ -49,3 +49,11 @@ CREATE TABLE seen_events (
 );
 
 CREATE INDEX seen_events_seen_at ON seen_events (seen_at);
+
+-- Consents started and not finished: the state (hashed) and the PKCE verifier (sealed), so a
+-- consent started through one replica can finish through another.
+CREATE TABLE oauth_consents (
+    state_hash TEXT PRIMARY KEY,
+    verifier TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);

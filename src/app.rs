@@ -188,12 +188,12 @@ impl AppState {
             webhook_queue: Queue::new(),
             webhook_rules,
             readiness: Readiness::new(store.clone()),
-            store,
             access: AccessPolicy::new(settings),
             idempotency,
             oauth,
             missing_oauth: settings.missing_oauth.clone(),
-            consents: PendingConsents::default(),
+            consents: PendingConsents::new(store.clone()),
+            store,
             secure_cookies: settings.public_url.scheme() == "https",
         })
     }

@@ -1,80 +1,69 @@
 //! Consents in progress: the `state` values handed out and their PKCE verifiers, each usable
-//! once and only for ten minutes.
+//! once and only for ten minutes, kept in the store so that a consent started through one
+//! replica can finish through another.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oauth2::PkceCodeVerifier;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::store::{Store, StoreError};
 
 /// How long a consent may take.
 pub const CONSENT_TTL: Duration = Duration::from_secs(600);
 
-/// Bound on consents in progress, so unauthenticated visits cannot grow memory without limit.
-const MAX_PENDING: usize = 1024;
+/// Bound on consents in progress, so unauthenticated visits cannot grow the store without
+/// limit; past it, new consents are refused until some expire (none is evicted).
+const MAX_PENDING: i64 = 10_000;
+
+/// Why a consent cannot be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum PendingError {
+    /// Too many consents are in progress.
+    #[error("too many consents are in progress; try again in a few minutes")]
+    Full,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// The consents started and not yet finished.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone)]
 pub struct PendingConsents {
-    by_state: Mutex<HashMap<String, (Instant, PkceCodeVerifier)>>,
+    store: Store,
 }
 
 impl PendingConsents {
-    /// Remembers a consent; when full, the oldest one is forgotten.
-    pub fn insert(&self, state: String, verifier: PkceCodeVerifier) {
-        let now = Instant::now();
-        let mut pending = self.lock();
-        pending.retain(|_, (started, _)| now.duration_since(*started) < CONSENT_TTL);
-        if pending.len() >= MAX_PENDING {
-            let oldest = pending
-                .iter()
-                .min_by_key(|(_, (started, _))| *started)
-                .map(|(state, _)| state.clone());
-            if let Some(oldest) = oldest {
-                pending.remove(&oldest);
-            }
+    /// Consents kept in `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Remembers a consent.
+    pub async fn insert(
+        &self,
+        state: &str,
+        verifier: &PkceCodeVerifier,
+    ) -> Result<(), PendingError> {
+        let verifier = SecretString::from(verifier.secret().clone());
+        if self
+            .store
+            .begin_consent(state, &verifier, CONSENT_TTL, MAX_PENDING)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(PendingError::Full)
         }
-        pending.insert(state, (now, verifier));
     }
 
     /// Takes the verifier for `state` if it was handed out less than ten minutes ago;
     /// whatever the outcome, the state cannot be used again.
-    pub fn take(&self, state: &str) -> Option<PkceCodeVerifier> {
-        let (started, verifier) = self.lock().remove(state)?;
-        (started.elapsed() < CONSENT_TTL).then_some(verifier)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, PkceCodeVerifier)>> {
-        // A panic while holding this lock leaves a map that is still consistent.
-        self.by_state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_state_is_usable_once() {
-        let pending = PendingConsents::default();
-        pending.insert("s1".into(), PkceCodeVerifier::new("v1".into()));
-        assert_eq!(
-            pending.take("s1").map(|v| v.secret().clone()),
-            Some("v1".into())
-        );
-        assert!(pending.take("s1").is_none());
-        assert!(pending.take("never-issued").is_none());
-    }
-
-    #[test]
-    fn the_oldest_consent_is_dropped_when_full() {
-        let pending = PendingConsents::default();
-        for i in 0..=MAX_PENDING {
-            pending.insert(format!("s{i}"), PkceCodeVerifier::new(format!("v{i}")));
-        }
-        assert!(pending.take("s0").is_none());
-        assert!(pending.take(&format!("s{MAX_PENDING}")).is_some());
+    pub async fn take(&self, state: &str) -> Result<Option<PkceCodeVerifier>, StoreError> {
+        Ok(self
+            .store
+            .take_consent(state, CONSENT_TTL)
+            .await?
+            .map(|v| PkceCodeVerifier::new(v.expose_secret().to_owned())))
     }
 }

@@ -12,7 +12,7 @@ mod tokens;
 
 pub use client::{AsanaClient, AsanaError, CreatedWebhook, Story, StoryDetails, WebhookInfo};
 pub use comment::{CommentDraft, find_marked, post_comment};
-pub use consent::PendingConsents;
+pub use consent::{PendingConsents, PendingError};
 pub use marker::Marker;
 pub use oauth::{AsanaOAuth, Consent, OAuthError};
 pub use token_file::{AsanaUser, StoredTokens, TokenFile, TokenFileError};

@@ -5,7 +5,8 @@ use subtle::ConstantTimeEq;
 use url::Url;
 
 use crate::app::AppState;
-use crate::asana::{AsanaError, AsanaUser, OAuthError, TokenError};
+use crate::asana::{AsanaError, AsanaUser, OAuthError, PendingError, TokenError};
+use crate::store::StoreError;
 
 /// Why a consent could not be started or finished.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,12 @@ pub enum ConnectError {
     /// Storing the tokens failed.
     #[error("storing the tokens failed")]
     Store(#[source] TokenError),
+    /// Too many consents are in progress to start another.
+    #[error("too many consents are in progress")]
+    Busy,
+    /// The store could not keep or read the consent.
+    #[error("the consent could not be kept or read")]
+    Pending(#[source] StoreError),
 }
 
 /// The query Asana sends back to the redirect URI.
@@ -48,7 +55,7 @@ pub struct CallbackParams {
 }
 
 /// Starts a consent: returns Asana's consent URL and the `state` to bind to the browser.
-pub fn start(state: &AppState) -> Result<(Url, String), ConnectError> {
+pub async fn start(state: &AppState) -> Result<(Url, String), ConnectError> {
     let oauth = state
         .oauth
         .as_ref()
@@ -56,7 +63,12 @@ pub fn start(state: &AppState) -> Result<(Url, String), ConnectError> {
     let consent = oauth.consent();
     state
         .consents
-        .insert(consent.state.clone(), consent.verifier);
+        .insert(&consent.state, &consent.verifier)
+        .await
+        .map_err(|error| match error {
+            PendingError::Full => ConnectError::Busy,
+            PendingError::Store(error) => ConnectError::Pending(error),
+        })?;
     Ok((consent.url, consent.state))
 }
 
@@ -71,7 +83,14 @@ pub async fn finish(
         .oauth
         .as_ref()
         .ok_or_else(|| ConnectError::NotConfigured(state.missing_oauth.clone()))?;
-    let verifier = params.state.as_deref().and_then(|s| state.consents.take(s));
+    let verifier = match params.state.as_deref() {
+        Some(sent) => state
+            .consents
+            .take(sent)
+            .await
+            .map_err(ConnectError::Pending)?,
+        None => None,
+    };
     let same_browser = match (params.state.as_deref(), browser_state) {
         (Some(sent), Some(held)) => bool::from(sent.as_bytes().ct_eq(held.as_bytes())),
         _ => false,

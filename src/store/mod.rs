@@ -3,6 +3,7 @@
 //! it. Migrations are embedded in the binary and applied at start.
 
 mod connections;
+mod consents;
 mod keys;
 mod seal;
 mod url;

@@ -336,3 +336,64 @@ async fn with_a_store_key_no_token_is_in_the_database_and_a_key_can_be_rotated()
         drop(rotated);
     }
 }
+
+#[tokio::test]
+async fn a_consent_is_taken_once_within_its_time_and_a_full_table_refuses_without_evicting() {
+    for (store, _dir) in engines().await {
+        let engine = store.url().engine();
+        let ttl = Duration::from_secs(600);
+        let verifier = SecretString::from("verifier-1");
+        assert!(
+            store
+                .begin_consent("s1", &verifier, ttl, 2)
+                .await
+                .expect("kept")
+        );
+        assert!(
+            store
+                .begin_consent("s2", &verifier, ttl, 2)
+                .await
+                .expect("kept")
+        );
+        assert!(
+            !store
+                .begin_consent("s3", &verifier, ttl, 2)
+                .await
+                .expect("answered"),
+            "{engine}: full"
+        );
+
+        let taken = store.take_consent("s1", ttl).await.expect("read");
+        assert_eq!(
+            taken.as_ref().map(|v| v.expose_secret()),
+            Some("verifier-1"),
+            "{engine}"
+        );
+        assert!(
+            store.take_consent("s1", ttl).await.expect("read").is_none(),
+            "{engine}: once"
+        );
+        assert!(
+            store.take_consent("s3", ttl).await.expect("read").is_none(),
+            "{engine}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(
+            store
+                .take_consent("s2", Duration::from_millis(1))
+                .await
+                .expect("read")
+                .is_none(),
+            "{engine}: expired"
+        );
+        let raw = sqlx::query("SELECT COUNT(*) AS n FROM oauth_consents WHERE state_hash = 's1'")
+            .fetch_one(&store.pool)
+            .await
+            .expect("count");
+        assert_eq!(
+            raw.get::<i64, _>("n"),
+            0,
+            "{engine}: states are kept hashed"
+        );
+    }
+}

@@ -1,5 +1,5 @@
 //! Several replicas of the real binary on one PostgreSQL database, with a fake Asana: a
-//! consent given through one serves the others, one refresh serves all, one
+//! consent started on one finishes on another, one refresh serves all, one
 //! `Idempotency-Key` posts once wherever it is sent, and a replica killed mid-post leaves
 //! its attach to be finished by another without a second comment.
 
@@ -76,7 +76,7 @@ impl Cluster {
 }
 
 #[tokio::test]
-async fn a_consent_given_through_one_replica_serves_attaches_through_the_others() {
+async fn a_consent_started_on_one_replica_finishes_on_another_and_serves_them_all() {
     let cluster = cluster(3, None, &[]).await;
     Mock::given(method("POST"))
         .and(path(TOKEN_PATH))
@@ -111,9 +111,11 @@ async fn a_consent_given_through_one_replica_serves_attaches_through_the_others(
         .find(|(k, _)| k == "state")
         .map(|(_, v)| v.into_owned())
         .expect("state");
+    // Asana sends the browser back through the load balancer: another replica.
+    let second = &cluster.replicas[1].address;
     let consented = browser
         .get(format!(
-            "{first}/asana/oauth/callback?code=the-code&state={state}"
+            "{second}/asana/oauth/callback?code=the-code&state={state}"
         ))
         .header("cookie", format!("linker_oauth_state={state}"))
         .send()

@@ -36,10 +36,14 @@ const STATE_COOKIE: &str = "linker_oauth_state";
     (status = 503, description = "OAuth settings missing", body = crate::http::openapi::ErrorBody),
 ))]
 pub async fn authorize(State(state): State<Arc<AppState>>) -> Response {
-    let (url, consent_state) = match connect::start(&state) {
+    let (url, consent_state) = match connect::start(&state).await {
         Ok(started) => started,
         Err(ConnectError::NotConfigured(missing)) => {
             return ApiError::NotConfigured(missing).into_response();
+        }
+        Err(ConnectError::Busy) => return ApiError::ConsentsBusy.into_response(),
+        Err(ConnectError::Pending(error)) => {
+            return ApiError::StoreUnavailable(cause_chain(&error)).into_response();
         }
         Err(other) => return ApiError::Internal(cause_chain(&other)).into_response(),
     };
@@ -136,12 +140,12 @@ fn failure_page(error: &ConnectError) -> Response {
                 &format!("Asana could not complete the connection. {again}"),
             )
         }
-        ConnectError::Store(_) => {
+        ConnectError::Store(_) | ConnectError::Pending(_) | ConnectError::Busy => {
             tracing::error!(error = %cause_chain(error), "consent failed");
             page(
-                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::SERVICE_UNAVAILABLE,
                 "Not stored",
-                "The tokens could not be stored; see the service log.",
+                &format!("The linker's store did not answer; see the service log. {again}"),
             )
         }
     }
