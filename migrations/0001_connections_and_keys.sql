@@ -57,3 +57,9 @@ CREATE TABLE oauth_consents (
     verifier TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+
+-- Asana's 429 pause, per connection: one replica's 429 holds writes on every replica.
+CREATE TABLE rate_limits (
+    connection TEXT PRIMARY KEY,
+    paused_until BIGINT NOT NULL
+);

@@ -276,6 +276,11 @@ impl Application {
         workers.push(crate::store::spawn_pruner(
             state.store.clone(),
             crate::idempotency::KEY_TTL,
+            stop.clone(),
+        ));
+        workers.push(crate::service::pauses::spawn(
+            state.store.clone(),
+            Arc::clone(&state.attacher.asana),
             stop,
         ));
         Ok(Self {

@@ -2,7 +2,7 @@
 //! Every call waits at the shared 429 gate; writes also take a slot of the write limit.
 
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::{RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -210,6 +210,8 @@ struct Limits {
     gate: Mutex<Option<Instant>>,
     /// Slots for writes in flight.
     writes: Semaphore,
+    /// The end of the latest pause Asana asked of this process, for other replicas to learn.
+    asked: tokio::sync::watch::Sender<Option<SystemTime>>,
 }
 
 impl Limits {
@@ -306,7 +308,21 @@ impl AsanaClient {
             limits: Limits {
                 gate: Mutex::new(None),
                 writes: Semaphore::new(max_writes),
+                asked: tokio::sync::watch::Sender::new(None),
             },
+        }
+    }
+
+    /// The end of each pause Asana asks of this process (a 429 with `Retry-After`), as it
+    /// happens: for sharing it with other replicas.
+    pub fn pauses_asked(&self) -> tokio::sync::watch::Receiver<Option<SystemTime>> {
+        self.limits.asked.subscribe()
+    }
+
+    /// Holds every call until `until` (a pause another replica was asked for).
+    pub fn pause_until(&self, until: SystemTime) {
+        if let Ok(wait) = until.duration_since(SystemTime::now()) {
+            self.limits.close_gate_for(wait);
         }
     }
 
@@ -343,6 +359,9 @@ impl AsanaClient {
                 "Asana rate limit: holding every request"
             );
             self.limits.close_gate_for(Duration::from_secs(secs));
+            self.limits
+                .asked
+                .send_replace(Some(SystemTime::now() + Duration::from_secs(secs)));
         }
         Ok(response)
     }

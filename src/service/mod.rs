@@ -2,4 +2,5 @@
 
 pub mod attach;
 pub mod connect;
+pub mod pauses;
 pub mod readiness;

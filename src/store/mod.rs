@@ -5,6 +5,7 @@
 mod connections;
 mod consents;
 mod keys;
+mod pauses;
 mod seal;
 mod url;
 

@@ -249,3 +249,33 @@ async fn a_keyed_attach_whose_replica_is_killed_mid_post_is_finished_by_another_
     );
     assert_eq!(stories.count(), 1, "no second comment");
 }
+
+#[tokio::test]
+async fn a_429_seen_by_one_replica_pauses_the_others_without_calling_asana() {
+    let cluster = cluster(
+        2,
+        Some(Duration::from_secs(3600)),
+        &[("RETRY_BUDGET_SECS", "1")],
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "30"))
+        .expect(1)
+        .mount(&cluster.asana)
+        .await;
+
+    let first = cluster.attach(0, None).await.expect("sent");
+    // Replicas read the shared pause every second.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let second = cluster.attach(1, None).await.expect("sent");
+
+    assert_eq!(first.status(), 429);
+    assert_eq!(second.status(), 429, "paused without asking Asana");
+    let wait: u64 = second.headers()["retry-after"]
+        .to_str()
+        .expect("ASCII")
+        .parse()
+        .expect("seconds");
+    assert!((20..=30).contains(&wait), "the time still to wait: {wait}");
+}

@@ -1,0 +1,59 @@
+//! Sharing Asana's 429 pause across replicas through the store: a pause this process is
+//! asked for is written to the store at once, and the store is read every second, so every
+//! replica holds its calls within about a second of any one seeing a 429.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::asana::AsanaClient;
+use crate::store::{Store, millis, now_ms};
+
+/// How often the store's pause is read.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The connection whose pause is shared (one today; one per connection with many users).
+const CONNECTION: &str = "default";
+
+/// Runs until `stop` turns true.
+pub fn spawn(
+    store: Store,
+    asana: Arc<AsanaClient>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let mut asked = asana.pauses_asked();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(POLL);
+        loop {
+            enum Next {
+                Asked,
+                Poll,
+                Stop,
+            }
+            let next = tokio::select! {
+                changed = asked.changed() => if changed.is_ok() { Next::Asked } else { Next::Stop },
+                _ = every.tick() => Next::Poll,
+                _ = stop.wait_for(|stopping| *stopping) => Next::Stop,
+            };
+            let result = match next {
+                Next::Stop => break,
+                Next::Asked => {
+                    let until = *asked.borrow_and_update();
+                    match until.and_then(|u| u.duration_since(UNIX_EPOCH).ok()) {
+                        Some(until) => store.pause(CONNECTION, millis(until)).await,
+                        None => Ok(()),
+                    }
+                }
+                Next::Poll => store.paused_until(CONNECTION).await.map(|until| {
+                    if let Some(until) = until.filter(|u| *u > now_ms()) {
+                        let until =
+                            UNIX_EPOCH + Duration::from_millis(u64::try_from(until).unwrap_or(0));
+                        asana.pause_until(until.max(SystemTime::now()));
+                    }
+                }),
+            };
+            if let Err(error) = result {
+                tracing::warn!(error = %crate::util::cause_chain(&error), "cannot share Asana's rate-limit pause through the store");
+            }
+        }
+    })
+}
