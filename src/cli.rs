@@ -68,6 +68,15 @@ pub enum StoreCommand {
     Migrate,
     /// Connect, and print the engine, the schema version and the rows per table.
     Check,
+    /// Write a consistent copy of an SQLite store while the service runs.
+    Backup {
+        /// The new file to write.
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Write the default connection's tokens to TOKEN_STORE_PATH in the file format of the
+    /// earlier, file-based version (for a rollback to it).
+    Export,
 }
 
 /// Webhook subcommands.
@@ -130,9 +139,23 @@ pub async fn run(command: Command, settings: &Settings) -> ExitCode {
 
 async fn store(settings: &Settings, command: StoreCommand) -> ExitCode {
     let url = &settings.database_url;
+    let sealer = settings.store_sealer.clone();
     let opened = match command {
-        StoreCommand::Migrate => Store::open_and_migrate(url, settings.store_sealer.clone()).await,
-        StoreCommand::Check => Store::open(url, settings.store_sealer.clone()).await,
+        StoreCommand::Migrate => Store::open_and_migrate(url, sealer).await,
+        StoreCommand::Check => Store::open(url, sealer).await,
+        StoreCommand::Backup { to } => {
+            return match backup(url, sealer, &to).await {
+                Ok(()) => {
+                    println!("✓ store {url} copied to {}", to.display());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    println!("✗ store backup: {}", cause_chain(&error));
+                    ExitCode::from(exit::STORE_UNAVAILABLE)
+                }
+            };
+        }
+        StoreCommand::Export => return export(settings).await,
     };
     let report = match opened {
         Ok(store) => store.report().await,
@@ -147,6 +170,44 @@ async fn store(settings: &Settings, command: StoreCommand) -> ExitCode {
             println!("✗ store {url}: {}", cause_chain(&error));
             ExitCode::from(exit::STORE_UNAVAILABLE)
         }
+    }
+}
+
+async fn backup(
+    url: &crate::store::DatabaseUrl,
+    sealer: crate::store::Sealer,
+    to: &std::path::Path,
+) -> Result<(), crate::store::StoreError> {
+    Store::open(url, sealer).await?.backup(to).await
+}
+
+async fn export(settings: &Settings) -> ExitCode {
+    let file = crate::asana::TokenFile::new(settings.token_store_path.clone());
+    let tokens = match Store::open(&settings.database_url, settings.store_sealer.clone()).await {
+        Ok(store) => store.default_connection().await,
+        Err(error) => Err(error),
+    };
+    let tokens = match tokens {
+        Ok(Some(tokens)) => tokens,
+        Ok(None) => {
+            println!("✗ store export: no connection to export");
+            return ExitCode::from(exit::NOT_CONNECTED);
+        }
+        Err(error) => {
+            println!("✗ store export: {}", cause_chain(&error));
+            return ExitCode::from(exit::STORE_UNAVAILABLE);
+        }
+    };
+    match file.save(&tokens).await {
+        Ok(()) => {
+            println!(
+                "✓ tokens of {} written to {} (mode 0600) for the file-based version",
+                tokens.user.name,
+                file.path().display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(cause_chain(&error)),
     }
 }
 

@@ -53,6 +53,9 @@ pub enum StoreError {
     /// A query failed.
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// The engine cannot do this.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// A secret cannot be sealed or opened (`STORE_KEY`).
     #[error(transparent)]
     Seal(#[from] SealError),
@@ -173,6 +176,33 @@ impl Store {
             schema_version,
             rows,
         })
+    }
+
+    /// Writes a consistent copy of an SQLite store to `to` (a new file, private to this user)
+    /// while it runs; PostgreSQL has its own tools (`pg_dump`).
+    pub async fn backup(&self, to: &Path) -> Result<(), StoreError> {
+        if self.url.engine() != Engine::Sqlite {
+            return Err(StoreError::Unsupported(
+                "store backup copies an SQLite store; back up PostgreSQL with pg_dump",
+            ));
+        }
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(to)
+                .map_err(|source| StoreError::File {
+                    path: to.display().to_string(),
+                    source,
+                })?;
+        }
+        sqlx::query("VACUUM INTO $1")
+            .bind(to.display().to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Deletes what has outlived its use: keys and seen events older than `keep`.

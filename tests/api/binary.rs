@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mcp_asana_linker::store::{DatabaseUrl, Sealer, Store};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use wiremock::MockServer;
 
@@ -787,6 +788,58 @@ async fn a_missing_or_wrong_store_key_stops_startup_and_keeps_the_tokens() {
         );
     }
     assert_eq!(attached.status(), 201, "the tokens are still there");
+}
+
+#[tokio::test]
+async fn a_running_store_is_backed_up_and_its_tokens_exported_for_a_rollback() {
+    use std::os::unix::fs::PermissionsExt;
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    let running = upstreams.start(&[]);
+    let token_file = upstreams.token_path();
+    assert!(!token_file.exists(), "imported at start");
+    let copy = upstreams.dir.path().join("backup.db");
+
+    let backup = run_command(
+        &upstreams,
+        &["store", "backup", "--to", &copy.display().to_string()],
+        &[],
+    );
+    let again = run_command(
+        &upstreams,
+        &["store", "backup", "--to", &copy.display().to_string()],
+        &[],
+    );
+    drop(running);
+    let export = run_command(&upstreams, &["store", "export"], &[]);
+
+    assert_eq!(backup.status.code(), Some(0), "{backup:?}");
+    assert_eq!(
+        again.status.code(),
+        Some(7),
+        "an existing file is never overwritten"
+    );
+    let mode = std::fs::metadata(&copy).expect("copy").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let url = DatabaseUrl::parse(&format!("sqlite://{}", copy.display())).expect("url");
+    let copied = Store::open(&url, Sealer::default())
+        .await
+        .expect("the copy opens");
+    let tokens = copied
+        .default_connection()
+        .await
+        .expect("read")
+        .expect("a connection");
+    assert_eq!(tokens.user.gid, "42");
+    assert_eq!(export.status.code(), Some(0), "{export:?}");
+    let exported = mcp_asana_linker::asana::TokenFile::new(token_file)
+        .load()
+        .await
+        .expect("the old format loads")
+        .expect("tokens");
+    assert_eq!(
+        exported.refresh_token.map(|t| t.expose_secret().to_owned()),
+        Some(REFRESH_TOKEN.to_owned())
+    );
 }
 
 #[tokio::test]
