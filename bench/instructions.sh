@@ -47,6 +47,7 @@ echo "== callgrind, $COUNT sequential attaches each"
 # As production runs it: info logs in JSON, an API key, the default comment layout.
 count linker PORT="$PORT" RUST_LOG=info LOG_FORMAT=json MCP_SERVER_URL="http://127.0.0.1:$FAKE_PORT" \
   ASANA_API_BASE_URL="http://127.0.0.1:$FAKE_PORT/api/1.0" TOKEN_STORE_PATH="$work/tokens.json" \
+  DATABASE_URL="sqlite://$work/linker.db" \
   LINKER_API_KEY=bench-key -- target/release/mcp-asana-linker
 count floor -- target/release/examples/floor_service "$PORT" "http://127.0.0.1:$FAKE_PORT"
 count floor-mimalloc -- target/release/examples/floor_service_mimalloc "$PORT" "http://127.0.0.1:$FAKE_PORT"
