@@ -38,7 +38,7 @@ impl Running {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    fn terminate(&mut self) -> ExitStatus {
+    pub fn terminate(&mut self) -> ExitStatus {
         self.send_sigterm();
         self.wait_exit(Duration::from_secs(10))
     }

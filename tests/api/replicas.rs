@@ -21,7 +21,8 @@ struct Cluster {
     asana: MockServer,
     _context: MockServer,
     replicas: Vec<Running>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    vars: HashMap<String, String>,
 }
 
 /// Starts `count` replicas on a fresh database; with `tokens`, the first imports a token
@@ -45,18 +46,31 @@ async fn cluster(count: usize, tokens: Option<Duration>, extra: &[(&str, &str)])
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"context_text": "t"})))
         .mount(&context)
         .await;
-    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    // One after another: the first one imports the token file.
-    let replicas = (0..count).map(|_| start(dir.path(), &pairs)).collect();
-    Cluster {
+    let mut cluster = Cluster {
         asana,
         _context: context,
-        replicas,
-        _dir: dir,
+        replicas: Vec::new(),
+        dir,
+        vars,
+    };
+    // One after another: the first one imports the token file.
+    for _ in 0..count {
+        let replica = cluster.start_replica();
+        cluster.replicas.push(replica);
     }
+    cluster
 }
 
 impl Cluster {
+    fn start_replica(&self) -> Running {
+        let pairs: Vec<(&str, &str)> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        start(self.dir.path(), &pairs)
+    }
+
     fn attach(
         &self,
         replica: usize,
@@ -278,4 +292,88 @@ async fn a_429_seen_by_one_replica_pauses_the_others_without_calling_asana() {
         .parse()
         .expect("seconds");
     assert!((20..=30).contains(&wait), "the time still to wait: {wait}");
+}
+
+#[tokio::test]
+async fn a_rolling_restart_under_load_answers_every_request_without_a_5xx() {
+    let mut cluster = cluster(2, Some(Duration::from_secs(3600)), &[]).await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(story("10"))
+                .set_delay(Duration::from_millis(100)),
+        )
+        .mount(&cluster.asana)
+        .await;
+    let addresses = std::sync::Arc::new(std::sync::Mutex::new(
+        cluster
+            .replicas
+            .iter()
+            .map(|r| r.address.clone())
+            .collect::<Vec<_>>(),
+    ));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Four clients, each sending one attach after another; a connection refused (a replica
+    // stopping or not yet started) moves it to the next replica; anything else is recorded.
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let addresses = std::sync::Arc::clone(&addresses);
+            let stop = std::sync::Arc::clone(&stop);
+            tokio::spawn(async move {
+                // No kept-alive connections: each request opens its own, as after a restart.
+                let http = reqwest::Client::builder()
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .expect("client");
+                let mut answers = Vec::new();
+                let mut next = client;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let address = {
+                        let addresses = addresses.lock().expect("addresses");
+                        addresses[next % addresses.len()].clone()
+                    };
+                    next += 1;
+                    let sent = http
+                        .post(format!("{address}/asana/attach-context"))
+                        .json(&json!({"task_gid": "1234567890", "context_name": "n"}))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) => answers.push(Ok(response.status().as_u16())),
+                        Err(error) if error.is_connect() => {}
+                        Err(error) => answers.push(Err(error.to_string())),
+                    }
+                }
+                answers
+            })
+        })
+        .collect();
+
+    for i in 0..2 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let status = cluster.replicas[i].terminate();
+        assert!(status.success(), "replica {i} drained and exited 0");
+        let fresh = cluster.start_replica();
+        addresses.lock().expect("addresses")[i] = fresh.address.clone();
+        cluster.replicas[i] = fresh;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let mut answered = 0;
+    for client in clients {
+        for answer in client.await.expect("client") {
+            assert_eq!(
+                answer,
+                Ok(201),
+                "every request sent got its whole answer, no 5xx"
+            );
+            answered += 1;
+        }
+    }
+    assert!(
+        answered >= 20,
+        "the load ran through the restarts: {answered} answers"
+    );
 }
