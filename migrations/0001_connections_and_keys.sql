@@ -63,3 +63,15 @@ CREATE TABLE rate_limits (
     connection TEXT PRIMARY KEY,
     paused_until BIGINT NOT NULL
 );
+
+-- Webhooks this linker registered: announced by `webhooks register` (so any replica can
+-- answer Asana's handshake), then their secret (sealed with STORE_KEY when it is set).
+CREATE TABLE webhook_hooks (
+    hook_id TEXT PRIMARY KEY,
+    resource TEXT,
+    target TEXT,
+    webhook_gid TEXT,
+    secret TEXT,
+    expect_handshake_until BIGINT,
+    updated_at BIGINT NOT NULL
+);

@@ -150,7 +150,7 @@ impl AppState {
             None => Rules::default(),
         };
         // Kept beside the legacy token file until hooks move into the store.
-        let hooks = Arc::new(HookStore::new(legacy("webhooks.json")));
+        let hooks = Arc::new(HookStore::load(store.clone(), &legacy("webhooks.json")).await?);
         let asana = Arc::new(AsanaClient::new(
             http.clone(),
             &settings.asana_api_base_url,
@@ -278,9 +278,10 @@ impl Application {
             crate::idempotency::KEY_TTL,
             stop.clone(),
         ));
-        workers.push(crate::service::pauses::spawn(
+        workers.push(crate::service::shared::spawn(
             state.store.clone(),
             Arc::clone(&state.attacher.asana),
+            Arc::clone(&state.hooks),
             stop,
         ));
         Ok(Self {

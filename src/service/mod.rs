@@ -2,5 +2,5 @@
 
 pub mod attach;
 pub mod connect;
-pub mod pauses;
 pub mod readiness;
+pub mod shared;

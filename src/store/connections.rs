@@ -121,6 +121,25 @@ impl Store {
             .await?;
             resealed += 1;
         }
+        let hooks =
+            sqlx::query("SELECT hook_id, secret FROM webhook_hooks WHERE secret IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        for row in hooks {
+            let id: String = row.try_get("hook_id")?;
+            let secret: String = row.try_get("secret")?;
+            let opened = self.sealer.open(&secret)?;
+            if self.sealer.is_current(&secret) {
+                continue;
+            }
+            sqlx::query("UPDATE webhook_hooks SET secret = $1 WHERE hook_id = $2 AND secret = $3")
+                .bind(self.sealer.seal(opened.expose_secret())?)
+                .bind(&id)
+                .bind(&secret)
+                .execute(&self.pool)
+                .await?;
+            resealed += 1;
+        }
         if resealed > 0 {
             tracing::info!(
                 resealed,

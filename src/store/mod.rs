@@ -4,13 +4,14 @@
 
 mod connections;
 mod consents;
+mod hooks;
 mod keys;
 mod pauses;
 mod seal;
 mod url;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,6 +21,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
 pub use connections::Lease;
+pub use hooks::Hook;
 pub use keys::{KeyRow, KeyState};
 pub use seal::{InvalidStoreKey, SealError, Sealer, StoreKey};
 pub use url::{DatabaseUrl, Engine, InvalidDatabaseUrl};
@@ -81,7 +83,7 @@ pub struct Report {
 }
 
 /// The tables `store check` counts, with the query that counts each.
-const TABLES: [(&str, &str); 5] = [
+const TABLES: [(&str, &str); 6] = [
     ("connections", "SELECT COUNT(*) AS n FROM connections"),
     (
         "idempotency_keys",
@@ -90,6 +92,7 @@ const TABLES: [(&str, &str); 5] = [
     ("seen_events", "SELECT COUNT(*) AS n FROM seen_events"),
     ("oauth_consents", "SELECT COUNT(*) AS n FROM oauth_consents"),
     ("rate_limits", "SELECT COUNT(*) AS n FROM rate_limits"),
+    ("webhook_hooks", "SELECT COUNT(*) AS n FROM webhook_hooks"),
 ];
 
 impl Store {

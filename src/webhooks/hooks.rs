@@ -1,21 +1,21 @@
-//! The webhooks this linker registered: hook id → secret, in a JSON file beside the token
-//! file (mode 0600, replaced atomically). The CLI announces a hook before registering it;
-//! the receiver accepts a handshake only for an announced hook, so nobody else can plant a
-//! secret and send "signed" events.
+//! The webhooks this linker registered: hook id → secret, in the store (sealed), so any
+//! replica can answer Asana's handshake and check a delivery's signature. The CLI announces a
+//! hook before registering it; a handshake is accepted only for an announced hook, so nobody
+//! else can plant a secret and send "signed" events.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use serde::Deserialize;
 
 use crate::domain::InvalidInput;
+use crate::store::{Hook, Store, StoreError, millis, now_ms};
 
 /// How long an announced hook waits for its handshake.
-const HANDSHAKE_WINDOW_SECS: u64 = 600;
+const HANDSHAKE_WINDOW: Duration = Duration::from_secs(600);
 
 /// A hook id in the target path: 1–64 characters from `A-Z a-z 0-9 _ -`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,52 +44,23 @@ impl HookId {
     }
 }
 
-/// One hook as stored.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct HookRecord {
-    /// The handshake's secret, once received.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+/// A hook as the earlier version's `webhooks.json` kept it.
+#[derive(Deserialize)]
+struct FileHook {
     secret: Option<String>,
-    /// Until when (Unix seconds) a handshake is expected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    expect_handshake_until: Option<u64>,
-    /// Asana's webhook gid, once created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook_gid: Option<String>,
-    /// The watched resource.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    /// The target URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
+    webhook_gid: Option<String>,
+    resource: Option<String>,
+    target: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct HookFile {
     #[serde(default)]
-    hooks: BTreeMap<String, HookRecord>,
+    hooks: BTreeMap<String, FileHook>,
 }
 
-/// The hook file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum HookStoreError {
-    /// I/O failed.
-    #[error("webhook file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// It is not a hook file.
-    #[error("webhook file {path} is not valid: {source}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: serde_json::Error,
-    },
-}
+/// The store cannot be used for hooks.
+pub type HookStoreError = StoreError;
 
 /// Why a handshake was refused.
 #[derive(Debug, thiserror::Error)]
@@ -101,38 +72,36 @@ pub enum HandshakeRefused {
     NotExpected(String),
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] HookStoreError),
+    Store(#[from] StoreError),
 }
 
-/// The hook file.
+/// The registered hooks.
 #[derive(Debug)]
 pub struct HookStore {
-    path: PathBuf,
-    /// Serialises this process's read-modify-write cycles.
-    writing: Mutex<()>,
+    store: Store,
     /// Whether any hook has a secret: only then must the linker's comments be remembered.
+    /// Read from the store at start and by [`HookStore::refresh`], set by a handshake here.
     in_use: AtomicBool,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
 impl HookStore {
-    /// A store at `path`; reads it once to know whether webhooks are in use.
-    pub fn new(path: PathBuf) -> Self {
-        let in_use = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<HookFile>(&bytes).ok())
-            .is_some_and(|file| file.hooks.values().any(|h| h.secret.is_some()));
-        Self {
-            path,
-            writing: Mutex::new(()),
-            in_use: AtomicBool::new(in_use),
-        }
+    /// The hooks in `store`, after importing an earlier version's hook file at `legacy` (then
+    /// removed).
+    pub async fn load(store: Store, legacy: &Path) -> Result<Self, StoreError> {
+        import_file(&store, legacy).await?;
+        let hooks = Self {
+            store,
+            in_use: AtomicBool::new(false),
+        };
+        hooks.refresh().await?;
+        Ok(hooks)
+    }
+
+    /// Reads again whether any hook has completed its handshake (maybe on another replica).
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        let in_use = self.store.hooks().await?.iter().any(|(_, h)| h.has_secret);
+        self.in_use.store(in_use, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Whether a webhook has completed its handshake with this service.
@@ -146,95 +115,75 @@ impl HookStore {
         id: &HookId,
         resource: &str,
         target: &str,
-    ) -> Result<(), HookStoreError> {
-        let _writing = self.writing.lock().await;
-        let mut file = self.read().await?;
-        let record = file.hooks.entry(id.0.clone()).or_default();
-        record.expect_handshake_until = Some(now() + HANDSHAKE_WINDOW_SECS);
-        record.resource = Some(resource.to_owned());
-        record.target = Some(target.to_owned());
-        self.write(&file).await
+    ) -> Result<(), StoreError> {
+        let until = now_ms() + millis(HANDSHAKE_WINDOW);
+        self.store
+            .announce_hook(&id.0, resource, target, until)
+            .await
     }
 
     /// Stores the handshake's secret, if `id` is expecting one.
     pub async fn handshake(&self, id: &HookId, secret: &str) -> Result<(), HandshakeRefused> {
-        let _writing = self.writing.lock().await;
-        let mut file = self.read().await?;
-        let record = file
-            .hooks
-            .get_mut(&id.0)
-            .filter(|r| r.expect_handshake_until.is_some_and(|until| until >= now()))
-            .ok_or_else(|| HandshakeRefused::NotExpected(id.0.clone()))?;
-        record.secret = Some(secret.to_owned());
-        record.expect_handshake_until = None;
-        self.write(&file).await?;
+        if !self.store.complete_handshake(&id.0, secret).await? {
+            return Err(HandshakeRefused::NotExpected(id.0.clone()));
+        }
         self.in_use.store(true, Ordering::Relaxed);
         Ok(())
     }
 
     /// The secret of `id`, if its handshake happened.
-    pub async fn secret(&self, id: &HookId) -> Result<Option<SecretString>, HookStoreError> {
-        Ok(self
-            .read()
-            .await?
-            .hooks
-            .get(&id.0)
-            .and_then(|r| r.secret.clone())
-            .map(SecretString::from))
+    pub async fn secret(&self, id: &HookId) -> Result<Option<SecretString>, StoreError> {
+        self.store.hook_secret(&id.0).await
     }
 
     /// Records Asana's webhook gid for `id`.
-    pub async fn registered(&self, id: &HookId, webhook_gid: &str) -> Result<(), HookStoreError> {
-        let _writing = self.writing.lock().await;
-        let mut file = self.read().await?;
-        file.hooks.entry(id.0.clone()).or_default().webhook_gid = Some(webhook_gid.to_owned());
-        self.write(&file).await
+    pub async fn registered(&self, id: &HookId, webhook_gid: &str) -> Result<(), StoreError> {
+        self.store.hook_registered(&id.0, webhook_gid).await
     }
 
     /// Forgets the hook with this webhook gid; whether one was found.
-    pub async fn forget(&self, webhook_gid: &str) -> Result<bool, HookStoreError> {
-        let _writing = self.writing.lock().await;
-        let mut file = self.read().await?;
-        let before = file.hooks.len();
-        file.hooks
-            .retain(|_, r| r.webhook_gid.as_deref() != Some(webhook_gid));
-        let found = file.hooks.len() != before;
-        if found {
-            self.write(&file).await?;
-        }
-        Ok(found)
+    pub async fn forget(&self, webhook_gid: &str) -> Result<bool, StoreError> {
+        self.store.forget_hook(webhook_gid).await
     }
 
     /// Every hook, by id.
-    pub async fn list(&self) -> Result<Vec<(String, HookRecord)>, HookStoreError> {
-        Ok(self.read().await?.hooks.into_iter().collect())
+    pub async fn list(&self) -> Result<Vec<(String, Hook)>, StoreError> {
+        self.store.hooks().await
     }
+}
 
-    async fn read(&self) -> Result<HookFile, HookStoreError> {
-        let path = self.path.clone();
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HookFile::default()),
-            Err(source) => return Err(HookStoreError::Io { path, source }),
+/// Moves an earlier version's `webhooks.json` into the store, then removes it.
+async fn import_file(store: &Store, path: &Path) -> Result<(), StoreError> {
+    let bytes = match tokio::fs::read(path).await {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            tracing::error!(path = %path.display(), %error, "cannot read the hook file of an earlier version; not imported");
+            return Ok(());
+        }
+    };
+    let file: HookFile = match serde_json::from_slice(&bytes) {
+        Ok(file) => file,
+        Err(error) => {
+            tracing::error!(path = %path.display(), %error, "the hook file of an earlier version is not valid; not imported");
+            return Ok(());
+        }
+    };
+    for (id, hook) in &file.hooks {
+        let secret = hook.secret.clone().map(SecretString::from);
+        let stored = Hook {
+            resource: hook.resource.clone(),
+            target: hook.target.clone(),
+            webhook_gid: hook.webhook_gid.clone(),
+            has_secret: secret.is_some(),
         };
-        serde_json::from_slice(&bytes).map_err(|source| HookStoreError::Corrupt { path, source })
+        store.import_hook(id, &stored, secret.as_ref()).await?;
     }
-
-    async fn write(&self, file: &HookFile) -> Result<(), HookStoreError> {
-        let path = self.path.clone();
-        let bytes = serde_json::to_vec_pretty(file).unwrap_or_default();
-        tokio::task::spawn_blocking(move || {
-            crate::util::atomic_file::write(&path, &bytes)
-                .map_err(|source| HookStoreError::Io { path, source })
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(HookStoreError::Io {
-                path: self.path.clone(),
-                source: std::io::Error::other(e),
-            })
-        })
+    tracing::info!(path = %path.display(), hooks = file.hooks.len(), "imported the hook file of an earlier version into the store");
+    if let Err(error) = tokio::fs::remove_file(path).await {
+        tracing::warn!(path = %path.display(), %error, "cannot remove the imported hook file");
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -247,37 +196,62 @@ mod tests {
 
     #[tokio::test]
     async fn only_an_announced_hook_accepts_one_handshake() {
+        for (store, _dir) in crate::store::tests::engines().await {
+            let dir = tempfile::tempdir().expect("dir");
+            let hooks = HookStore::load(store, &dir.path().join("webhooks.json"))
+                .await
+                .expect("hooks");
+
+            assert!(matches!(
+                hooks.handshake(&id("h1"), "s").await,
+                Err(HandshakeRefused::NotExpected(_))
+            ));
+            hooks
+                .announce(&id("h1"), "123", "https://x/asana/webhooks/h1")
+                .await
+                .expect("announce");
+            hooks.handshake(&id("h1"), "s").await.expect("announced");
+            assert!(hooks.in_use());
+            assert!(
+                hooks.handshake(&id("h1"), "forged").await.is_err(),
+                "second handshake refused"
+            );
+            let secret = hooks
+                .secret(&id("h1"))
+                .await
+                .expect("read")
+                .expect("stored");
+            assert_eq!(secrecy::ExposeSecret::expose_secret(&secret), "s");
+
+            hooks
+                .announce(&id("h1"), "123", "https://x/asana/webhooks/h1")
+                .await
+                .expect("re-register");
+            hooks
+                .handshake(&id("h1"), "s2")
+                .await
+                .expect("re-registration accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_earlier_versions_hook_file_is_imported_and_removed() {
+        let (store, _dir) = crate::store::tests::engines().await.remove(0);
         let dir = tempfile::tempdir().expect("dir");
-        let store = HookStore::new(dir.path().join("webhooks.json"));
+        let file = dir.path().join("webhooks.json");
+        std::fs::write(
+            &file,
+            r#"{"hooks":{"h1":{"secret":"s","webhook_gid":"77","resource":"123"}}}"#,
+        )
+        .expect("write");
 
-        assert!(matches!(
-            store.handshake(&id("h1"), "s").await,
-            Err(HandshakeRefused::NotExpected(_))
-        ));
-        store
-            .announce(&id("h1"), "123", "https://x/asana/webhooks/h1")
-            .await
-            .expect("announce");
-        store.handshake(&id("h1"), "s").await.expect("announced");
-        assert!(
-            store.handshake(&id("h1"), "forged").await.is_err(),
-            "second handshake refused"
-        );
-        let secret = store
-            .secret(&id("h1"))
-            .await
-            .expect("read")
-            .expect("stored");
+        let hooks = HookStore::load(store, &file).await.expect("hooks");
+
+        assert!(!file.exists());
+        assert!(hooks.in_use());
+        let secret = hooks.secret(&id("h1")).await.expect("read").expect("kept");
         assert_eq!(secrecy::ExposeSecret::expose_secret(&secret), "s");
-
-        store
-            .announce(&id("h1"), "123", "https://x/asana/webhooks/h1")
-            .await
-            .expect("re-register");
-        store
-            .handshake(&id("h1"), "s2")
-            .await
-            .expect("re-registration accepted");
+        assert!(hooks.forget("77").await.expect("forget"));
     }
 
     #[test]

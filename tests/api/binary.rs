@@ -555,9 +555,18 @@ async fn sigterm_drains_queued_webhook_events_before_exiting() {
         .expect(1)
         .mount(&upstreams.asana)
         .await;
-    let hooks = mcp_asana_linker::webhooks::HookStore::new(
-        upstreams.token_path().with_file_name("webhooks.json"),
-    );
+    let store = Store::open_and_migrate(
+        &DatabaseUrl::parse(&upstreams.vars["DATABASE_URL"]).expect("url"),
+        Sealer::default(),
+    )
+    .await
+    .expect("store");
+    let hooks = mcp_asana_linker::webhooks::HookStore::load(
+        store,
+        &upstreams.token_path().with_file_name("webhooks.json"),
+    )
+    .await
+    .expect("hooks");
     let id = mcp_asana_linker::webhooks::HookId::parse("h1").expect("id");
     hooks
         .announce(&id, "1", "https://x/asana/webhooks/h1")

@@ -377,3 +377,115 @@ async fn a_rolling_restart_under_load_answers_every_request_without_a_5xx() {
         "the load ran through the restarts: {answered} answers"
     );
 }
+
+/// How many comments Asana was asked to create.
+async fn comments_posted(asana: &MockServer) -> usize {
+    asana
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.method == wiremock::http::Method::POST && r.url.path() == STORIES_PATH)
+        .count()
+}
+
+/// `body` signed with the hook secret `secret`, as Asana signs a delivery.
+fn signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_hook_registered_through_one_replica_and_an_event_delivered_to_both_attach_once() {
+    let cluster = cluster(2, Some(Duration::from_secs(3600)), &[]).await;
+    Mock::given(path("/api/1.0/stories/5001"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {
+            "text": "/context n", "resource_subtype": "comment_added",
+            "target": {"gid": "1234567890"}
+        }})))
+        .mount(&cluster.asana)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(story("11"))
+                .set_delay(Duration::from_millis(200)),
+        )
+        .expect(1)
+        .mount(&cluster.asana)
+        .await;
+    // `webhooks register` announces the hook in the store; Asana's handshake reaches the
+    // other replica.
+    let settings = mcp_asana_linker::Settings::from_vars(cluster.vars.clone()).expect("settings");
+    let store = mcp_asana_linker::store::Store::open_and_migrate(
+        &settings.database_url,
+        settings.store_sealer,
+    )
+    .await
+    .expect("store");
+    let hooks =
+        mcp_asana_linker::webhooks::HookStore::load(store, &cluster.dir.path().join("none"))
+            .await
+            .expect("hooks");
+    let id = mcp_asana_linker::webhooks::HookId::parse("h1").expect("id");
+    hooks
+        .announce(&id, "1", "https://x/asana/webhooks/h1")
+        .await
+        .expect("announce");
+    let client = reqwest::Client::new();
+    let handshake = client
+        .post(format!("{}/asana/webhooks/h1", cluster.replicas[1].address))
+        .header("x-hook-secret", "s")
+        .send()
+        .await
+        .expect("sent");
+    let body = serde_json::to_vec(&json!({"events": [{
+        "action": "added",
+        "resource": {"gid": "5001", "resource_type": "story"},
+        "parent": {"gid": "1234567890", "resource_type": "task"}
+    }]}))
+    .expect("json");
+
+    // Asana delivers the same event twice, once to each replica, at the same time.
+    let deliveries: Vec<_> = cluster
+        .replicas
+        .iter()
+        .map(|replica| {
+            client
+                .post(format!("{}/asana/webhooks/h1", replica.address))
+                .header("x-hook-signature", signature("s", &body))
+                .body(body.clone())
+                .send()
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for delivery in deliveries {
+        statuses.push(delivery.await.expect("sent").status().as_u16());
+    }
+    // The attach runs after the 200: wait for the comment, then a little for a second one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while comments_posted(&cluster.asana).await == 0 {
+        assert!(Instant::now() < deadline, "no comment was posted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_eq!(handshake.status(), 200, "any replica answers the handshake");
+    assert_eq!(
+        statuses,
+        [200, 200],
+        "both deliveries are verified with the stored secret"
+    );
+    assert_eq!(
+        comments_posted(&cluster.asana).await,
+        1,
+        "the event ran once"
+    );
+}

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
+use mcp_asana_linker::store::Store;
 use mcp_asana_linker::webhooks::{HookId, HookStore};
 use mcp_asana_linker::{AppState, Settings};
 use serde_json::{Value, json};
@@ -17,8 +18,15 @@ use crate::helpers::{CommentIs, STORIES_PATH, Seed, TestApp, spawn_app_with, sto
 const VALID: Seed = Seed::Tokens(Duration::from_secs(3600));
 const SECRET: &str = "hook-secret-1";
 
-fn hooks(app: &TestApp) -> HookStore {
-    HookStore::new(app.token_path.with_file_name("webhooks.json"))
+/// The hooks in the app's store, as `webhooks register` (another process) sees them.
+async fn hooks(app: &TestApp) -> HookStore {
+    let settings = Settings::from_vars(app.vars.clone()).expect("settings");
+    let store = Store::open_and_migrate(&settings.database_url, settings.store_sealer)
+        .await
+        .expect("store");
+    HookStore::load(store, &app.token_path.with_file_name("webhooks.json"))
+        .await
+        .expect("hooks")
 }
 
 fn sign(secret: &str, body: &[u8]) -> String {
@@ -45,6 +53,7 @@ async fn hooked_app(extra: &[(&str, &str)]) -> TestApp {
     let app = spawn_app_with(VALID, extra).await;
     let id = HookId::parse("h1").expect("id");
     hooks(&app)
+        .await
         .announce(&id, "1", "https://x/asana/webhooks/h1")
         .await
         .expect("announce");
@@ -118,6 +127,7 @@ async fn only_announced_hooks_get_a_handshake_and_only_once() {
     let app = spawn_app_with(VALID, &[]).await;
     let id = HookId::parse("h1").expect("id");
     hooks(&app)
+        .await
         .announce(&id, "1", "https://x/asana/webhooks/h1")
         .await
         .expect("announce");
@@ -130,15 +140,16 @@ async fn only_announced_hooks_get_a_handshake_and_only_once() {
     assert_eq!(accepted.status(), 200);
     assert_eq!(accepted.headers()["x-hook-secret"], SECRET);
     assert_eq!(second.status(), 403);
-    let file = app.token_path.with_file_name("webhooks.json");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&file).expect("file").permissions(),
-    );
-    assert_eq!(mode & 0o777, 0o600);
-    assert!(
-        std::fs::read_to_string(file)
-            .expect("read")
-            .contains(SECRET)
+    let stored = hooks(&app)
+        .await
+        .secret(&id)
+        .await
+        .expect("read")
+        .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned());
+    assert_eq!(
+        stored.as_deref(),
+        Some(SECRET),
+        "the first handshake's secret is kept"
     );
 }
 
@@ -363,7 +374,7 @@ async fn register_announces_the_hook_and_completes_the_handshake() {
             .target
             .starts_with(&format!("{}/asana/webhooks/", app.address))
     );
-    let listed = hooks(&app).list().await.expect("list");
+    let listed = hooks(&app).await.list().await.expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].1.webhook_gid.as_deref(), Some("7777"));
 }
@@ -373,6 +384,7 @@ async fn list_and_delete_use_the_stored_token_and_forget_the_secret() {
     let app = hooked_app(&[]).await;
     let id = HookId::parse("h1").expect("id");
     hooks(&app)
+        .await
         .registered(&id, "7777")
         .await
         .expect("record gid");
@@ -407,7 +419,7 @@ async fn list_and_delete_use_the_stored_token_and_forget_the_secret() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].gid, "7777");
     assert!(
-        hooks(&app).list().await.expect("list").is_empty(),
+        hooks(&app).await.list().await.expect("list").is_empty(),
         "the secret is forgotten"
     );
     let body = serde_json::to_vec(&json!({"events": []})).expect("json");

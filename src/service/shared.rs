@@ -1,14 +1,16 @@
-//! Sharing Asana's 429 pause across replicas through the store: a pause this process is
-//! asked for is written to the store at once, and the store is read every second, so every
-//! replica holds its calls within about a second of any one seeing a 429.
+//! What other replicas change, followed through the store: Asana's 429 pause (a pause this
+//! process is asked for is written at once, and the store is read every second, so every
+//! replica holds its calls within about a second of any one seeing a 429), and whether a
+//! webhook has completed its handshake (so every replica remembers its own comments).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::asana::AsanaClient;
 use crate::store::{Store, millis, now_ms};
+use crate::webhooks::HookStore;
 
-/// How often the store's pause is read.
+/// How often the store is read.
 const POLL: Duration = Duration::from_secs(1);
 
 /// The connection whose pause is shared (one today; one per connection with many users).
@@ -18,6 +20,7 @@ const CONNECTION: &str = "default";
 pub fn spawn(
     store: Store,
     asana: Arc<AsanaClient>,
+    hooks: Arc<HookStore>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let mut asked = asana.pauses_asked();
@@ -43,16 +46,20 @@ pub fn spawn(
                         None => Ok(()),
                     }
                 }
-                Next::Poll => store.paused_until(CONNECTION).await.map(|until| {
-                    if let Some(until) = until.filter(|u| *u > now_ms()) {
-                        let until =
-                            UNIX_EPOCH + Duration::from_millis(u64::try_from(until).unwrap_or(0));
-                        asana.pause_until(until.max(SystemTime::now()));
+                Next::Poll => match store.paused_until(CONNECTION).await {
+                    Ok(until) => {
+                        if let Some(until) = until.filter(|u| *u > now_ms()) {
+                            let until = UNIX_EPOCH
+                                + Duration::from_millis(u64::try_from(until).unwrap_or(0));
+                            asana.pause_until(until.max(SystemTime::now()));
+                        }
+                        hooks.refresh().await
                     }
-                }),
+                    Err(error) => Err(error),
+                },
             };
             if let Err(error) = result {
-                tracing::warn!(error = %crate::util::cause_chain(&error), "cannot share Asana's rate-limit pause through the store");
+                tracing::warn!(error = %crate::util::cause_chain(&error), "cannot follow the store's shared state");
             }
         }
     })
