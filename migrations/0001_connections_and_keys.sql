@@ -75,3 +75,15 @@ CREATE TABLE webhook_hooks (
     expect_handshake_until BIGINT,
     updated_at BIGINT NOT NULL
 );
+
+-- The comments the linker posted, kept 30 days.
+CREATE TABLE posted_stories (
+    story_gid TEXT PRIMARY KEY,
+    connection TEXT NOT NULL,
+    task_gid TEXT NOT NULL,
+    context_name TEXT NOT NULL,
+    marker TEXT NOT NULL,
+    posted_at BIGINT NOT NULL
+);
+
+CREATE INDEX posted_stories_posted_at ON posted_stories (posted_at);

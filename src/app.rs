@@ -43,6 +43,9 @@ pub struct AppState {
     pub request_deadline: Duration,
     /// The shared store.
     pub store: Store,
+    /// Posted comments on their way to the store (taken by the writer when the server starts).
+    pub posted_queue:
+        std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<crate::store::PostedStory>>>,
     /// `Idempotency-Key` claims and outcomes (also used for webhook events).
     pub idempotency: Idempotency,
     /// Registered webhooks and their secrets (shared with the attacher).
@@ -138,6 +141,7 @@ impl AppState {
             crate::webhooks::WEBHOOK_SCOPE,
         )
         .await?;
+        let (posted, posted_queue) = crate::service::posted::PostedLog::new();
         let idempotency = Idempotency::new(
             store.clone(),
             owner,
@@ -182,6 +186,7 @@ impl AppState {
                 missing: settings.missing_oauth.clone(),
                 hooks: Arc::clone(&hooks),
                 store: store.clone(),
+                posted,
             },
             request_deadline: settings.request_deadline,
             hooks,
@@ -194,6 +199,7 @@ impl AppState {
             missing_oauth: settings.missing_oauth.clone(),
             consents: PendingConsents::new(store.clone()),
             store,
+            posted_queue: std::sync::Mutex::new(Some(posted_queue)),
             secure_cookies: settings.public_url.scheme() == "https",
         })
     }
@@ -278,6 +284,18 @@ impl Application {
             crate::idempotency::KEY_TTL,
             stop.clone(),
         ));
+        let queue = state
+            .posted_queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(queue) = queue {
+            workers.push(crate::service::posted::spawn(
+                state.store.clone(),
+                queue,
+                stop.clone(),
+            ));
+        }
         workers.push(crate::service::shared::spawn(
             state.store.clone(),
             Arc::clone(&state.attacher.asana),

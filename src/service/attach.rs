@@ -15,7 +15,8 @@ use crate::asana::{
 use crate::context::{Context, ContextError, ContextSource, SourceRef};
 use crate::domain::{AttachRequest, Target};
 use crate::render::{self, CommentBody, Format, Layout, TooLarge, xml_safe};
-use crate::store::Store;
+use crate::service::posted::PostedLog;
+use crate::store::{PostedStory, Store};
 use crate::util::retry::RetryPolicy;
 use crate::webhooks::HookStore;
 
@@ -157,6 +158,8 @@ pub struct Attacher {
     pub hooks: Arc<HookStore>,
     /// Where posted story gids are remembered, so webhook rules never act on them.
     pub store: Store,
+    /// Where every posted comment is recorded, off the attach path.
+    pub posted: PostedLog,
 }
 
 impl Attacher {
@@ -226,6 +229,13 @@ impl Attacher {
                         .await?;
                     crate::telemetry::metrics::story_posted();
                     self.remember(&story.gid).await;
+                    self.posted.record(PostedStory {
+                        story_gid: story.gid.clone(),
+                        task_gid: task.as_str().to_owned(),
+                        context_name: request.context_name.as_str().to_owned(),
+                        marker: lines[i].clone(),
+                        posted_at: crate::store::now_ms(),
+                    });
                     story_gids.push(story.gid);
                 }
                 Written::Comments {

@@ -2,5 +2,6 @@
 
 pub mod attach;
 pub mod connect;
+pub mod posted;
 pub mod readiness;
 pub mod shared;

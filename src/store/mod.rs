@@ -7,6 +7,7 @@ mod consents;
 mod hooks;
 mod keys;
 mod pauses;
+mod posted;
 mod seal;
 mod url;
 
@@ -23,6 +24,7 @@ use sqlx::{AnyPool, Executor, Row};
 pub use connections::Lease;
 pub use hooks::Hook;
 pub use keys::{KeyRow, KeyState};
+pub use posted::PostedStory;
 pub use seal::{InvalidStoreKey, SealError, Sealer, StoreKey};
 pub use url::{DatabaseUrl, Engine, InvalidDatabaseUrl};
 
@@ -83,7 +85,7 @@ pub struct Report {
 }
 
 /// The tables `store check` counts, with the query that counts each.
-const TABLES: [(&str, &str); 6] = [
+const TABLES: [(&str, &str); 7] = [
     ("connections", "SELECT COUNT(*) AS n FROM connections"),
     (
         "idempotency_keys",
@@ -93,7 +95,11 @@ const TABLES: [(&str, &str); 6] = [
     ("oauth_consents", "SELECT COUNT(*) AS n FROM oauth_consents"),
     ("rate_limits", "SELECT COUNT(*) AS n FROM rate_limits"),
     ("webhook_hooks", "SELECT COUNT(*) AS n FROM webhook_hooks"),
+    ("posted_stories", "SELECT COUNT(*) AS n FROM posted_stories"),
 ];
+
+/// How long the record of a posted comment is kept.
+const POSTED_KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Store {
     /// Opens the store (creating an SQLite file, private to this user, if there is none),
@@ -215,7 +221,8 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes what has outlived its use: keys and seen events older than `keep`.
+    /// Deletes what has outlived its use: keys and seen events older than `keep`, records of
+    /// posted comments older than 30 days.
     pub async fn prune(&self, keep: Duration) -> Result<u64, StoreError> {
         let cutoff = now_ms() - millis(keep);
         let keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
@@ -228,7 +235,12 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(keys + seen)
+        let posted = sqlx::query("DELETE FROM posted_stories WHERE posted_at < $1")
+            .bind(now_ms() - millis(POSTED_KEEP))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(keys + seen + posted)
     }
 
     /// Records `key` as seen; `true` if it was not yet.

@@ -397,3 +397,39 @@ async fn a_consent_is_taken_once_within_its_time_and_a_full_table_refuses_withou
         );
     }
 }
+
+#[tokio::test]
+async fn posted_stories_are_recorded_once_and_read_newest_first() {
+    for (store, _dir) in engines().await {
+        let engine = store.url().engine();
+        let story = |gid: &str, at: i64| PostedStory {
+            story_gid: gid.to_owned(),
+            task_gid: "1".to_owned(),
+            context_name: "n".to_owned(),
+            marker: format!("ref 0123456789abcdef.{gid}"),
+            posted_at: at,
+        };
+        store
+            .record_posted("default", &[story("1", 10), story("2", 20)])
+            .await
+            .expect("record");
+        store
+            .record_posted("default", &[story("2", 99), story("3", 30)])
+            .await
+            .expect("record again");
+
+        let latest = store.latest_posted("default", 10).await.expect("read");
+        assert_eq!(
+            latest,
+            [story("3", 30), story("2", 20), story("1", 10)],
+            "{engine}"
+        );
+        assert!(
+            store
+                .latest_posted("other", 10)
+                .await
+                .expect("read")
+                .is_empty()
+        );
+    }
+}

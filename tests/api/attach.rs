@@ -49,6 +49,31 @@ async fn attach_posts_plain_text_in_a_data_envelope_and_answers_201() {
 }
 
 #[tokio::test]
+async fn every_posted_comment_is_recorded_in_the_store_with_its_task_context_and_reference() {
+    let app = spawn_app().await;
+    app.mount_context("design_notes", "text").await;
+    app.expect_story("556", 1).await;
+
+    let response = app
+        .post_attach(&json!({"task_gid": "1234567890", "context_name": "design_notes"}))
+        .await;
+
+    assert_eq!(response.status(), 201);
+    let posted = app.posted_stories().await;
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    assert_eq!(
+        (posted[0].story_gid.as_str(), posted[0].task_gid.as_str()),
+        ("556", "1234567890")
+    );
+    assert_eq!(posted[0].context_name, "design_notes");
+    assert!(
+        posted[0].marker.starts_with("ref "),
+        "{:?}",
+        posted[0].marker
+    );
+}
+
+#[tokio::test]
 async fn context_names_reach_the_context_server_as_exactly_one_path_segment() {
     let cases = [
         ("?", "/contexts/%3F"),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mcp_asana_linker::asana::{AsanaUser, StoredTokens, TokenFile};
 use mcp_asana_linker::config::LogFormat;
-use mcp_asana_linker::store::{DatabaseUrl, Store};
+use mcp_asana_linker::store::{DatabaseUrl, PostedStory, Store};
 use mcp_asana_linker::{Application, Settings, telemetry};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -242,6 +242,23 @@ impl TestApp {
                 "refresh_token": tokens.refresh_token.as_ref().map(|t| t.expose_secret()),
                 "user": tokens.user,
             }),
+        }
+    }
+
+    /// The comments the store has recorded as posted (written off the attach path: waited
+    /// for, up to five seconds).
+    pub async fn posted_stories(&self) -> Vec<PostedStory> {
+        let settings = Settings::from_vars(self.vars.clone()).expect("settings");
+        let store = Store::open(&settings.database_url, settings.store_sealer)
+            .await
+            .expect("the store opens");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let posted = store.latest_posted("default", 100).await.expect("read");
+            if !posted.is_empty() || Instant::now() > deadline {
+                return posted;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -1,0 +1,73 @@
+//! Recording the comments the linker posts, off the attach path: each attach hands its
+//! stories to a background task that writes them to the store a batch (one transaction) at a
+//! time, and writes what is left when the service stops.
+
+use tokio::sync::mpsc;
+
+use crate::store::{PostedStory, Store};
+
+/// Most stories written in one transaction.
+const BATCH: usize = 256;
+
+/// The connection the stories are recorded under (one today; one per person later).
+const CONNECTION: &str = "default";
+
+/// Where attaches hand over the stories they posted.
+#[derive(Debug, Clone)]
+pub struct PostedLog {
+    sender: mpsc::UnboundedSender<PostedStory>,
+}
+
+impl PostedLog {
+    /// A log, and the receiving end for [`spawn`].
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<PostedStory>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (Self { sender }, receiver)
+    }
+
+    /// Hands `story` over; never waits.
+    pub fn record(&self, story: PostedStory) {
+        if self.sender.send(story).is_err() {
+            tracing::warn!("the posted-stories writer has stopped; a story was not recorded");
+        }
+    }
+}
+
+/// Writes what `receiver` gets until every sender is gone or `stop` turns true, then what
+/// is still queued.
+pub fn spawn(
+    store: Store,
+    mut receiver: mpsc::UnboundedReceiver<PostedStory>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let received = tokio::select! {
+                received = receiver.recv_many(&mut batch, BATCH) => Some(received),
+                _ = stop.wait_for(|stopping| *stopping) => None,
+            };
+            match received {
+                Some(0) => break,
+                Some(_) => write(&store, &mut batch).await,
+                None => {
+                    while let Ok(story) = receiver.try_recv() {
+                        batch.push(story);
+                    }
+                    write(&store, &mut batch).await;
+                    break;
+                }
+            }
+        }
+    })
+}
+
+async fn write(store: &Store, batch: &mut Vec<PostedStory>) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(error) = store.record_posted(CONNECTION, batch).await {
+        tracing::warn!(stories = batch.len(), error = %crate::util::cause_chain(&error), "cannot record posted stories");
+    }
+    batch.clear();
+}
