@@ -6,8 +6,11 @@ use tokio::sync::mpsc;
 
 use crate::store::{PostedStory, Store};
 
-/// Most stories written in one transaction.
+/// Most stories written at once.
 const BATCH: usize = 256;
+/// How long the writer gathers stories after the first one arrives: a few writes a second
+/// under load instead of one per attach.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The connection the stories are recorded under (one today; one per person later).
 const CONNECTION: &str = "default";
@@ -49,7 +52,15 @@ pub fn spawn(
             };
             match received {
                 Some(0) => break,
-                Some(_) => write(&store, &mut batch).await,
+                Some(_) => {
+                    tokio::time::sleep(GATHER).await;
+                    while batch.len() < BATCH
+                        && let Ok(story) = receiver.try_recv()
+                    {
+                        batch.push(story);
+                    }
+                    write(&store, &mut batch).await;
+                }
                 None => {
                     while let Ok(story) = receiver.try_recv() {
                         batch.push(story);

@@ -5,6 +5,9 @@ use sqlx::Row;
 
 use super::{Store, StoreError};
 
+/// Rows per INSERT statement (6 values each, well under either engine's limit on values).
+const ROWS_PER_STATEMENT: usize = 64;
+
 /// One comment the linker posted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostedStory {
@@ -21,29 +24,48 @@ pub struct PostedStory {
 }
 
 impl Store {
-    /// Records `stories` in one transaction (a story recorded before is left as it is).
+    /// Records `stories`, a statement per [`ROWS_PER_STATEMENT`] of them (a story recorded
+    /// before is left as it is). Each statement is a round trip to the database (to
+    /// SQLite's worker thread), so rows go in groups, not one by one.
     pub async fn record_posted(
         &self,
         connection: &str,
         stories: &[PostedStory],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for story in stories {
-            sqlx::query(
+        for group in stories.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = String::from(
                 "INSERT INTO posted_stories (story_gid, connection, task_gid, context_name, \
-                 marker, posted_at) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (story_gid) DO NOTHING",
-            )
-            .bind(&story.story_gid)
-            .bind(connection)
-            .bind(&story.task_gid)
-            .bind(&story.context_name)
-            .bind(&story.marker)
-            .bind(story.posted_at)
-            .execute(&mut *tx)
-            .await?;
+                 marker, posted_at) VALUES ",
+            );
+            for i in 0..group.len() {
+                let n = i * 6;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5,
+                    n + 6
+                ));
+            }
+            sql.push_str(" ON CONFLICT (story_gid) DO NOTHING");
+            // Only placeholders are written into the text; every value is bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for story in group {
+                query = query
+                    .bind(story.story_gid.clone())
+                    .bind(connection.to_owned())
+                    .bind(story.task_gid.clone())
+                    .bind(story.context_name.clone())
+                    .bind(story.marker.clone())
+                    .bind(story.posted_at);
+            }
+            query.execute(&self.pool).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
