@@ -15,6 +15,7 @@ use crate::helpers::{
     ACCESS_TOKEN, REFRESH_TOKEN, STORIES_PATH, Step, Stories, TOKEN_PATH, fresh_postgres_url,
     stored_tokens, story, test_vars, token_answer,
 };
+use crate::webhooks::sign;
 
 /// Replicas sharing one database, and the fakes they talk to.
 struct Cluster {
@@ -389,18 +390,6 @@ async fn comments_posted(asana: &MockServer) -> usize {
         .count()
 }
 
-/// `body` signed with the hook secret `secret`, as Asana signs a delivery.
-fn signature(secret: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_hook_registered_through_one_replica_and_an_event_delivered_to_both_attach_once() {
     let cluster = cluster(2, Some(Duration::from_secs(3600)), &[]).await;
@@ -460,7 +449,7 @@ async fn a_hook_registered_through_one_replica_and_an_event_delivered_to_both_at
         .map(|replica| {
             client
                 .post(format!("{}/asana/webhooks/h1", replica.address))
-                .header("x-hook-signature", signature("s", &body))
+                .header("x-hook-signature", sign("s", &body))
                 .body(body.clone())
                 .send()
         })

@@ -29,7 +29,8 @@ async fn hooks(app: &TestApp) -> HookStore {
         .expect("hooks")
 }
 
-fn sign(secret: &str, body: &[u8]) -> String {
+/// `body` signed with the hook secret `secret`, as Asana signs a delivery.
+pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
     mac.update(body);
     mac.finalize()
