@@ -204,6 +204,9 @@ async fn a_context_comment_posts_once_even_when_delivered_twice_and_its_own_comm
         200
     );
     until_posts(&app, 1).await;
+    // Asana tells of a new comment after creating it: by then the linker has its answer and
+    // has recorded the comment as its own (the record of posted comments comes after).
+    assert_eq!(app.posted_stories().await.len(), 1);
     assert_eq!(
         deliver(&app, &comment_event("5001"), None).await.status(),
         200
