@@ -27,7 +27,7 @@ use crate::service::attach::{Attacher, CommentSettings};
 use crate::service::readiness::Readiness;
 use crate::store::{Store, StoreError};
 use crate::telemetry::observe::ObserveLayer;
-use crate::webhooks::{HookStore, Queue, Rules, RulesError, spawn_workers};
+use crate::webhooks::{HookStore, Jobs, Rules, RulesError, spawn_workers};
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -50,8 +50,8 @@ pub struct AppState {
     pub idempotency: Idempotency,
     /// Registered webhooks and their secrets (shared with the attacher).
     pub hooks: Arc<HookStore>,
-    /// Webhook events waiting for a worker.
-    pub webhook_queue: Queue,
+    /// Webhook events in the store, waiting for a worker on any replica.
+    pub webhook_jobs: Jobs,
     /// Webhook rules from `WEBHOOK_RULES_PATH`.
     pub webhook_rules: Rules,
     /// Cached readiness checks.
@@ -129,19 +129,21 @@ impl AppState {
         );
         // Key journals of an earlier version, kept beside its token file.
         let legacy = |name: &str| settings.token_store_path.with_file_name(name);
-        crate::idempotency::import_journal(
-            &store,
-            &legacy("idempotency_keys.jsonl"),
-            routes::attach::ATTACH_SCOPE,
-        )
-        .await?;
-        crate::idempotency::import_journal(
-            &store,
-            &legacy("webhook_seen.jsonl"),
-            crate::webhooks::WEBHOOK_SCOPE,
-        )
-        .await?;
+        for journal in ["idempotency_keys.jsonl", "webhook_seen.jsonl"] {
+            crate::idempotency::import_journal(
+                &store,
+                &legacy(journal),
+                routes::attach::ATTACH_SCOPE,
+            )
+            .await?;
+        }
         let (posted, posted_queue) = crate::service::posted::PostedLog::new();
+        let webhook_jobs = Jobs::new(
+            store.clone(),
+            owner.clone(),
+            settings.request_deadline,
+            settings.asana_timeout,
+        );
         let idempotency = Idempotency::new(
             store.clone(),
             owner,
@@ -190,7 +192,7 @@ impl AppState {
             },
             request_deadline: settings.request_deadline,
             hooks,
-            webhook_queue: Queue::new(),
+            webhook_jobs,
             webhook_rules,
             readiness: Readiness::new(store.clone()),
             access: AccessPolicy::new(settings),
@@ -258,8 +260,8 @@ impl Application {
         let state = AppState::build(settings).await?;
         if settings.database_url.engine() == crate::store::Engine::Sqlite {
             // One server per SQLite file: a lease left by the previous one (killed while
-            // refreshing) would otherwise hold every refresh until it expires.
-            state.store.clear_refresh_leases().await?;
+            // refreshing or handling a webhook event) would otherwise hold it until it expires.
+            state.store.clear_leases().await?;
         }
         if !state.access.has_key() {
             tracing::warn!("LINKER_API_KEY is not set: the API accepts loopback clients only");

@@ -279,9 +279,10 @@ struct JournalLine {
     unknown: bool,
 }
 
-/// Moves a key journal of an earlier version (`idempotency_keys.jsonl` for `scope`, or
-/// `webhook_seen.jsonl`) into the store, skipping expired and torn lines, then removes it.
-/// Keys the store already has are left as they are.
+/// Moves a key journal of an earlier version into the store, skipping expired and torn lines,
+/// then removes it: `Idempotency-Key`s go to `scope`, handled webhook events
+/// (`webhook_seen.jsonl`) to the webhook jobs, the linker's own stories to the seen events.
+/// What the store already has is left as it is.
 pub async fn import_journal(
     store: &Store,
     path: &std::path::Path,
@@ -307,6 +308,8 @@ pub async fn import_journal(
         }
         if line.key.starts_with("story:") {
             store.mark_seen(&line.key).await?;
+        } else if let Some(event_id) = line.key.strip_prefix("event:") {
+            store.import_done_job(event_id, at).await?;
         } else {
             let state = if line.unknown {
                 KeyState::Unknown

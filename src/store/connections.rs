@@ -303,7 +303,7 @@ impl Store {
 
     /// Gives back every refresh lease: for a server starting on an SQLite store, the one
     /// process that could hold them is gone.
-    pub async fn clear_refresh_leases(&self) -> Result<(), StoreError> {
+    pub(super) async fn clear_refresh_leases(&self) -> Result<(), StoreError> {
         sqlx::query("UPDATE connections SET refresh_owner = NULL, refresh_until = NULL")
             .execute(&self.pool)
             .await?;

@@ -5,6 +5,7 @@
 mod connections;
 mod consents;
 mod hooks;
+mod jobs;
 mod keys;
 mod pauses;
 mod posted;
@@ -23,6 +24,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use connections::Lease;
 pub use hooks::Hook;
+pub use jobs::JobRow;
 pub use keys::{KeyRow, KeyState};
 pub use posted::PostedStory;
 pub use seal::{InvalidStoreKey, SealError, Sealer, StoreKey};
@@ -85,7 +87,7 @@ pub struct Report {
 }
 
 /// The tables `store check` counts, with the query that counts each.
-const TABLES: [(&str, &str); 7] = [
+const TABLES: [(&str, &str); 8] = [
     ("connections", "SELECT COUNT(*) AS n FROM connections"),
     (
         "idempotency_keys",
@@ -96,6 +98,7 @@ const TABLES: [(&str, &str); 7] = [
     ("rate_limits", "SELECT COUNT(*) AS n FROM rate_limits"),
     ("webhook_hooks", "SELECT COUNT(*) AS n FROM webhook_hooks"),
     ("posted_stories", "SELECT COUNT(*) AS n FROM posted_stories"),
+    ("webhook_jobs", "SELECT COUNT(*) AS n FROM webhook_jobs"),
 ];
 
 /// How long the record of a posted comment is kept.
@@ -235,12 +238,25 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        // Queued jobs stay until handled: only what is done is forgotten.
+        let jobs = sqlx::query("DELETE FROM webhook_jobs WHERE state = 'done' AND created_at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         let posted = sqlx::query("DELETE FROM posted_stories WHERE posted_at < $1")
             .bind(now_ms() - millis(POSTED_KEEP))
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(keys + seen + posted)
+        Ok(keys + seen + jobs + posted)
+    }
+
+    /// Frees every lease (token refreshes, webhook jobs): for a server starting on an SQLite
+    /// store, the one process that could hold them is gone.
+    pub async fn clear_leases(&self) -> Result<(), StoreError> {
+        self.clear_refresh_leases().await?;
+        self.clear_job_leases().await
     }
 
     /// Records `key` as seen; `true` if it was not yet.

@@ -102,7 +102,7 @@ async fn the_latest_consent_is_the_default_connection_and_each_user_has_one_row(
         assert_eq!(access(&first), "a1", "{engine}");
         let report = store.report().await.expect("report");
         assert_eq!(report.rows[0], ("connections", 2), "{engine}");
-        assert_eq!(report.schema_version, 1, "{engine}");
+        assert_eq!(report.schema_version, 2, "{engine}");
     }
 }
 
@@ -431,5 +431,114 @@ async fn posted_stories_are_recorded_once_and_read_newest_first() {
                 .expect("read")
                 .is_empty()
         );
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_job_is_queued_once_claimed_by_one_worker_and_kept_until_handled() {
+    for (store, _dir) in engines().await {
+        let engine = store.url().engine();
+        let lease = Duration::from_secs(30);
+        let events = [("e1".to_owned(), "{}".to_owned())];
+        assert_eq!(store.enqueue_jobs("h", &events).await.expect("queue"), 1);
+        assert_eq!(store.enqueue_jobs("h", &events).await.expect("again"), 0);
+        assert_eq!(store.queued_jobs().await.expect("count"), 1);
+
+        let job = store
+            .claim_job("a", lease, Duration::ZERO)
+            .await
+            .expect("claim")
+            .expect("a job");
+        assert_eq!((job.event_id.as_str(), job.attempts), ("e1", 1));
+        assert_eq!(
+            store
+                .claim_job("b", lease, Duration::ZERO)
+                .await
+                .expect("claim"),
+            None,
+            "{engine}: held by a"
+        );
+        // Queued work is never pruned, whatever its age.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(store.prune(Duration::ZERO).await.expect("prune"), 0);
+        store.finish_job("e1", "b").await.expect("not b's");
+        assert_eq!(store.queued_jobs().await.expect("count"), 1, "{engine}");
+        store.finish_job("e1", "a").await.expect("finish");
+
+        assert_eq!(store.queued_jobs().await.expect("count"), 0);
+        assert_eq!(
+            store.enqueue_jobs("h", &events).await.expect("redelivery"),
+            0
+        );
+        assert_eq!(store.prune(Duration::ZERO).await.expect("prune"), 1);
+        assert_eq!(
+            store.enqueue_jobs("h", &events).await.expect("after 24 h"),
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_dead_workers_job_is_taken_over_after_lease_and_grace_with_its_attempts_counted() {
+    for (store, _dir) in engines().await {
+        let engine = store.url().engine();
+        let events = [("e1".to_owned(), "{\"x\":1}".to_owned())];
+        store.enqueue_jobs("h", &events).await.expect("queue");
+        store
+            .claim_job("dead", Duration::from_millis(1), Duration::ZERO)
+            .await
+            .expect("claim")
+            .expect("a job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+
+        assert_eq!(
+            store
+                .claim_job("b", Duration::from_secs(30), Duration::from_secs(30))
+                .await
+                .expect("claim"),
+            None,
+            "{engine}: within the grace"
+        );
+        let job = store
+            .claim_job("b", Duration::from_secs(30), Duration::ZERO)
+            .await
+            .expect("claim")
+            .expect("taken over");
+        assert_eq!((job.event.as_str(), job.attempts), ("{\"x\":1}", 2));
+        store.finish_job("e1", "dead").await.expect("too late");
+        assert_eq!(store.queued_jobs().await.expect("count"), 1, "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_workers_claim_each_job_exactly_once() {
+    for (store, _dir) in engines().await {
+        let engine = store.url().engine();
+        let events: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("e{i}"), "{}".to_owned()))
+            .collect();
+        store.enqueue_jobs("h", &events).await.expect("queue");
+        let workers = (0..6).map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(job) = store
+                    .claim_job(&format!("w{w}"), Duration::from_secs(30), Duration::ZERO)
+                    .await
+                    .expect("claim")
+                {
+                    mine.push(job.event_id);
+                }
+                mine
+            })
+        });
+        let mut claimed = Vec::new();
+        for worker in workers.collect::<Vec<_>>() {
+            claimed.extend(worker.await.expect("worker"));
+        }
+        claimed.sort();
+        let mut expected: Vec<String> = events.into_iter().map(|(id, _)| id).collect();
+        expected.sort();
+        assert_eq!(claimed, expected, "{engine}");
     }
 }

@@ -1,6 +1,6 @@
 //! The events Asana delivers (compact: gids and types, no story text).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A delivery: zero events is a heartbeat.
 #[derive(Debug, Deserialize)]
@@ -10,8 +10,8 @@ pub struct EventBatch {
     pub events: Vec<Event>,
 }
 
-/// One event.
-#[derive(Debug, Clone, Deserialize)]
+/// One event (kept as JSON in the store until handled).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Event {
     /// `added`, `changed`, `removed`, `deleted`, `undeleted`.
     pub action: String,
@@ -29,7 +29,7 @@ pub struct Event {
 }
 
 /// A resource reference.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Compact {
     /// Its gid.
     pub gid: String,
@@ -42,7 +42,7 @@ pub struct Compact {
 }
 
 /// The change a `changed` event describes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Change {
     /// The field, e.g. `tags`.
     #[serde(default)]

@@ -1,5 +1,5 @@
 //! Asana webhooks: the receiver's handshake and signature checks, the hook store, the rules
-//! that turn events into attaches, the queue and its workers, and registration.
+//! that turn events into attaches, the jobs and their workers, and registration.
 
 pub mod admin;
 mod events;
@@ -12,4 +12,4 @@ pub use events::{Event, EventBatch};
 pub use hooks::{HandshakeRefused, HookId, HookStore, HookStoreError};
 pub use rules::{Rule, Rules, RulesError};
 pub use signature::verify_signature;
-pub use worker::{Job, Queue, WEBHOOK_SCOPE, spawn_workers};
+pub use worker::{EnqueueError, Jobs, spawn_workers};

@@ -1,94 +1,170 @@
-//! The event queue and its workers: the receiver only enqueues, so it answers Asana at once;
-//! workers turn events into attaches. On shutdown the queue is drained before workers stop.
+//! Webhook events as jobs in the store: the receiver writes them before Asana gets its 200,
+//! and workers on any replica claim them under a lease they renew while they run. A job whose
+//! worker died (kill -9, replica gone) is taken over once its lease and the Asana timeout
+//! have passed, and the attach that takes it over looks in Asana for its comment first.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::events::Event;
+use super::hooks::HookId;
 use super::rules::context_command;
 use crate::app::AppState;
 use crate::asana::{AsanaError, Marker};
 use crate::domain::{AttachRequest, ContextName, Target, TaskGid};
-use crate::idempotency::{IdempotencyKey, Keep, Once, Outcome};
 use crate::render::Format;
+use crate::store::{JobRow, Store, StoreError};
 
 /// Events waiting at most; beyond it the receiver answers 503 and Asana delivers again later.
-const QUEUE_CAPACITY: usize = 1024;
-/// Workers handling events concurrently.
+const MAX_QUEUED: i64 = 10_000;
+/// Workers handling events concurrently, per replica.
 const WORKERS: usize = 2;
+/// How often an idle worker looks for jobs another replica accepted or a dead one left.
+const POLL: Duration = Duration::from_secs(1);
+/// Claims of one job at most: a job that kills every worker taking it is given up.
+const MAX_ATTEMPTS: i64 = 5;
 
-/// One event to handle.
+/// The webhook jobs in the store, as this process claims and runs them.
 #[derive(Debug)]
-pub struct Job {
-    /// The event.
-    pub event: Event,
+pub struct Jobs {
+    store: Store,
+    /// This process, as the owner of the jobs it claims.
+    owner: String,
+    /// How long a claim holds without renewal; renewed every third of that.
+    lease: Duration,
+    /// Added to an expired lease before a take-over (`ASANA_TIMEOUT_SECS`).
+    grace: Duration,
+    /// Wakes this process's idle workers when its receiver queued something.
+    wake: Notify,
 }
 
-/// The sending side of the queue, held by the receiver route.
-#[derive(Debug)]
-pub struct Queue {
-    sender: mpsc::Sender<Job>,
-    receiver: std::sync::Mutex<Option<mpsc::Receiver<Job>>>,
-}
-
-/// The queue is full.
+/// Why a delivery's events were not queued.
 #[derive(Debug, thiserror::Error)]
-#[error("the webhook event queue is full")]
-pub struct QueueFull;
+pub enum EnqueueError {
+    /// Too many events are waiting.
+    #[error("the webhook event queue is full")]
+    Full,
+    /// The store cannot take them.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
-impl Queue {
-    /// An empty queue; its receiving side goes to `spawn_workers`.
-    pub fn new() -> Self {
-        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+impl Jobs {
+    /// Jobs in `store`, claimed as `owner` for `lease`, taken over `grace` after it ran out.
+    pub fn new(store: Store, owner: String, lease: Duration, grace: Duration) -> Self {
         Self {
-            sender,
-            receiver: std::sync::Mutex::new(Some(receiver)),
+            store,
+            owner,
+            lease,
+            grace,
+            wake: Notify::new(),
         }
     }
 
-    /// Enqueues without waiting.
-    pub fn push(&self, job: Job) -> Result<(), QueueFull> {
-        self.sender.try_send(job).map_err(|_| QueueFull)
+    /// Writes the events of one delivery through `hook` to the store in one transaction
+    /// (events already there are left alone) and wakes the workers. Returns how many were new.
+    pub async fn enqueue(&self, hook: &HookId, events: &[Event]) -> Result<usize, EnqueueError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        if self.store.queued_jobs().await? >= MAX_QUEUED {
+            return Err(EnqueueError::Full);
+        }
+        let rows: Vec<(String, String)> = events
+            .iter()
+            .map(|event| {
+                let json = serde_json::to_string(event).unwrap_or_default();
+                (event.identity(), json)
+            })
+            .collect();
+        let new = self.store.enqueue_jobs(hook.as_str(), &rows).await?;
+        if new > 0 {
+            self.wake.notify_waiters();
+        }
+        Ok(new)
+    }
+
+    async fn claim(&self) -> Result<Option<JobRow>, StoreError> {
+        self.store
+            .claim_job(&self.owner, self.lease, self.grace)
+            .await
+    }
+
+    /// Runs `job` under its claim, renewing it, then marks it handled. A failure to mark it
+    /// is logged: the claim runs out and the take-over looks in Asana before writing.
+    async fn run(&self, state: &AppState, job: JobRow) {
+        let id = job.event_id.as_str();
+        let event = match serde_json::from_str::<Event>(&job.event) {
+            Ok(event) if job.attempts <= MAX_ATTEMPTS => Some(event),
+            Ok(_) => {
+                tracing::error!(
+                    event = id,
+                    attempts = job.attempts,
+                    "webhook event given up: every worker that took it died"
+                );
+                None
+            }
+            Err(error) => {
+                tracing::error!(event = id, %error, "webhook event unreadable; dropped");
+                None
+            }
+        };
+        if let Some(event) = event {
+            let running = act(state, &event, job.attempts > 1);
+            tokio::pin!(running);
+            let mut renew = tokio::time::interval(self.lease / 3);
+            renew.reset();
+            loop {
+                tokio::select! {
+                    () = &mut running => break,
+                    _ = renew.tick() => {
+                        if let Err(error) = self.store.renew_job(id, &self.owner, self.lease).await {
+                            tracing::warn!(event = id, error = %crate::util::cause_chain(&error), "cannot renew a webhook job");
+                        }
+                    }
+                }
+            }
+        }
+        if let Err(error) = self.store.finish_job(id, &self.owner).await {
+            tracing::error!(event = id, error = %crate::util::cause_chain(&error), "cannot mark a webhook job handled; it will be taken over");
+        }
     }
 }
 
-impl Default for Queue {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Starts the workers; once `stop` turns true they handle what is queued, then end.
+/// Starts the workers; once `stop` turns true each finishes the job it runs and ends. Jobs
+/// still queued stay in the store for the next start or another replica.
 pub fn spawn_workers(state: Arc<AppState>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    let receiver = state
-        .webhook_queue
-        .receiver
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
-    let Some(receiver) = receiver else {
-        return Vec::new();
-    };
-    let receiver = Arc::new(Mutex::new(receiver));
     (0..WORKERS)
         .map(|_| {
             let state = Arc::clone(&state);
-            let receiver = Arc::clone(&receiver);
             let mut stop = stop.clone();
             tokio::spawn(async move {
+                let jobs = &state.webhook_jobs;
                 loop {
-                    let job = {
-                        let mut receiver = receiver.lock().await;
-                        tokio::select! {
-                            job = receiver.recv() => job,
-                            _ = stop.wait_for(|stopping| *stopping) => receiver.try_recv().ok(),
+                    // Registered before looking, so an event queued meanwhile still wakes us.
+                    let woken = jobs.wake.notified();
+                    tokio::pin!(woken);
+                    woken.as_mut().enable();
+                    if *stop.borrow() {
+                        break;
+                    }
+                    match jobs.claim().await {
+                        Ok(Some(job)) => {
+                            jobs.run(&state, job).await;
+                            continue;
                         }
-                    };
-                    match job {
-                        Some(job) => handle(&state, job.event).await,
-                        None => break,
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::warn!(error = %crate::util::cause_chain(&error), "cannot claim webhook jobs")
+                        }
+                    }
+                    tokio::select! {
+                        () = woken => {}
+                        () = tokio::time::sleep(POLL) => {}
+                        _ = stop.wait_for(|stopping| *stopping) => break,
                     }
                 }
             })
@@ -96,58 +172,22 @@ pub fn spawn_workers(state: Arc<AppState>, stop: watch::Receiver<bool>) -> Vec<J
         .collect()
 }
 
-/// Where webhook event ids are claimed, apart from clients' `Idempotency-Key`s.
-pub const WEBHOOK_SCOPE: &str = "webhook-events";
-
-/// Handles an event once: its identity is claimed in the store for 24 h, so a redelivery,
-/// even after a restart or to another replica, does nothing.
-async fn handle(state: &AppState, event: Event) {
-    let identity = event.identity();
-    let Ok(key) = IdempotencyKey::parse(&format!("event:{identity}")) else {
-        tracing::warn!(%identity, "event identity unusable as a key; handling without dedupe");
-        act(state, &event).await;
-        return;
-    };
-    let once = state
-        .idempotency
-        .run_once(
-            WEBHOOK_SCOPE,
-            &key,
-            "",
-            |_| act(state, &event),
-            |_| {
-                let handled = Outcome {
-                    status: 200,
-                    body: serde_json::Value::Null,
-                };
-                (handled, Keep::Final)
-            },
-        )
-        .await;
-    match once {
-        Ok(Once::Replayed(_)) => tracing::info!(%identity, "event already handled; skipped"),
-        Ok(Once::Ran(())) => {}
-        Err(error) => {
-            tracing::warn!(%identity, error = %crate::util::cause_chain(&error), "event not handled")
-        }
-    }
-}
-
-async fn act(state: &AppState, event: &Event) {
+/// Everything `event` asks for; `resume` when an earlier worker may have written some of it.
+async fn act(state: &AppState, event: &Event, resume: bool) {
     let identity = event.identity();
     if let Some(story) = event.new_story()
         && let Some((task, name, format)) = comment_command(state, event, story).await
     {
-        attach(state, &identity, &task, &name, format).await;
+        attach(state, &identity, &task, &name, format, resume).await;
     }
     if let Some((task, project)) = event.task_added_to_project() {
         for (name, format) in state.webhook_rules.for_project(project) {
-            attach(state, &identity, task, &name, format).await;
+            attach(state, &identity, task, &name, format, resume).await;
         }
     }
     if let Some((task, tag)) = event.tag_added() {
         for (name, format) in state.webhook_rules.for_tag(tag) {
-            attach(state, &identity, task, &name, format).await;
+            attach(state, &identity, task, &name, format, resume).await;
         }
     }
 }
@@ -192,6 +232,8 @@ async fn comment_command(
     if story.resource_subtype.as_deref() != Some("comment_added") {
         return None;
     }
+    // The linker's own comments end with their marker line, which no command accepts: one
+    // announced before the linker recorded it is read, and goes no further.
     let (name, format) = context_command(story.text.as_deref().unwrap_or_default())?;
     let task = story
         .target
@@ -200,7 +242,14 @@ async fn comment_command(
     Some((task, name, format))
 }
 
-async fn attach(state: &AppState, identity: &str, task: &str, name: &str, format: Option<Format>) {
+async fn attach(
+    state: &AppState,
+    identity: &str,
+    task: &str,
+    name: &str,
+    format: Option<Format>,
+    resume: bool,
+) {
     let request = match (TaskGid::parse(task), ContextName::parse(name)) {
         (Ok(task_gid), Ok(context_name)) => AttachRequest {
             task_gid,
@@ -217,7 +266,7 @@ async fn attach(state: &AppState, identity: &str, task: &str, name: &str, format
     };
     // One marker per event and context: a redelivered event is recognised in Asana too.
     let marker = Marker::for_key(&format!("{identity}/{name}"));
-    match state.attacher.attach(&request, &marker, false).await {
+    match state.attacher.attach(&request, &marker, resume).await {
         Ok(attached) => {
             tracing::info!(identity, task, context = name, ?attached.written, "attached by webhook")
         }

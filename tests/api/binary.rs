@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use wiremock::MockServer;
 
 use crate::helpers::{
-    ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, error_code, stored_tokens, test_vars, token_answer,
+    ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, STORIES_PATH, Step, Stories, error_code,
+    stored_tokens, test_vars, token_answer,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-asana-linker");
@@ -883,7 +884,7 @@ async fn requests_before_the_first_scrape_are_counted() {
 }
 
 #[tokio::test]
-async fn an_upgrade_imports_the_old_token_file_and_key_journal_then_removes_them() {
+async fn an_upgrade_imports_the_old_token_file_and_key_journals_then_removes_them() {
     let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
     wiremock::Mock::given(wiremock::matchers::path("/api/1.0/tasks/1/stories"))
         .respond_with(
@@ -905,6 +906,13 @@ async fn an_upgrade_imports_the_old_token_file_and_key_journal_then_removes_them
         "outcome": {"status": 201, "body": null}});
     std::fs::write(&journal, format!("{recent}\n{expired}\n{{\"key\":\"torn"))
         .expect("write the journal");
+    // And its webhook journal: an event handled, and a comment of its own.
+    let seen = token_file.with_file_name("webhook_seen.jsonl");
+    let event = json!({"key": "event:story-added:5004", "fingerprint": "", "at": now,
+        "outcome": {"status": 200, "body": null}});
+    let own = json!({"key": "story:9", "fingerprint": "", "at": now,
+        "outcome": {"status": 200, "body": null}});
+    std::fs::write(&seen, format!("{event}\n{own}\n")).expect("write the webhook journal");
 
     let running = upstreams.start(&[]);
     let client = reqwest::Client::new();
@@ -932,12 +940,17 @@ async fn an_upgrade_imports_the_old_token_file_and_key_journal_then_removes_them
     );
     assert!(!token_file.exists(), "no plaintext token file stays behind");
     assert!(!journal.exists(), "the journal is removed once imported");
+    assert!(
+        !seen.exists(),
+        "the webhook journal is removed once imported"
+    );
     let report = String::from_utf8_lossy(&checked.stdout);
     assert_eq!(checked.status.code(), Some(0), "{report}");
     assert!(
-        report.contains("connections 1, idempotency_keys 2"),
+        report.contains("connections 1, idempotency_keys 2, seen_events 1"),
         "{report}"
     );
+    assert!(report.contains("webhook_jobs 1"), "{report}");
 }
 
 #[tokio::test]
@@ -1071,5 +1084,92 @@ async fn authorize_prints_the_consent_url_and_exits_once_connected() {
             .lock()
             .map(|p| p.contains("Connected to Asana as Ada Lovelace"))
             .unwrap_or(false)
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_event_accepted_before_a_kill_9_mid_post_is_finished_after_the_restart_once() {
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/stories/5003"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(json!({"data": {
+                "text": "/context n", "resource_subtype": "comment_added",
+                "target": {"gid": "1234567890"}
+            }})),
+        )
+        .mount(&upstreams.asana)
+        .await;
+    let stories = Stories::default();
+    // Asana takes a second to create the comment; the server dies before it answers.
+    stories
+        .mount(
+            &upstreams.asana,
+            vec![Step::CreateSlowly(Duration::from_secs(1)), Step::Create],
+        )
+        .await;
+    let running = upstreams.start(&[]);
+    crate::webhooks::announce(&upstreams.vars, "h3").await;
+    let client = reqwest::Client::new();
+    let hook_url = |running: &Running| format!("{}/asana/webhooks/h3", running.address);
+    let handshake = client
+        .post(hook_url(&running))
+        .header("x-hook-secret", "s")
+        .send()
+        .await
+        .expect("sent");
+    let body = serde_json::to_vec(&json!({"events": [{
+        "action": "added",
+        "resource": {"gid": "5003", "resource_type": "story"},
+        "parent": {"gid": "1234567890", "resource_type": "task"}
+    }]}))
+    .expect("json");
+    let deliver = |running: &Running| {
+        client
+            .post(hook_url(running))
+            .header("x-hook-signature", crate::webhooks::sign("s", &body))
+            .body(body.clone())
+            .send()
+    };
+
+    let accepted = deliver(&running).await.expect("sent");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stories.count() == 0 {
+        assert!(Instant::now() < deadline, "the server never posted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(running); // SIGKILL, its 200 already given to Asana
+    let running = upstreams.start(&[]);
+    // The job left in the store is taken up once what the dead server sent has had time to
+    // arrive (ASANA_TIMEOUT_SECS), and looks for the comment first.
+    let listed = || async {
+        upstreams
+            .asana
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.method == wiremock::http::Method::GET && r.url.path() == STORIES_PATH)
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listed().await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the job was not taken up after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let redelivered = deliver(&running).await.expect("sent");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_eq!(handshake.status(), 200);
+    assert_eq!(
+        (accepted.status().as_u16(), redelivered.status().as_u16()),
+        (200, 200)
+    );
+    assert_eq!(
+        stories.count(),
+        1,
+        "one comment, after a kill and a redelivery"
     );
 }

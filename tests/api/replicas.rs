@@ -15,7 +15,7 @@ use crate::helpers::{
     ACCESS_TOKEN, REFRESH_TOKEN, STORIES_PATH, Step, Stories, TOKEN_PATH, fresh_postgres_url,
     stored_tokens, story, test_vars, token_answer,
 };
-use crate::webhooks::sign;
+use crate::webhooks::{announce, sign};
 
 /// Replicas sharing one database, and the fakes they talk to.
 struct Cluster {
@@ -379,6 +379,60 @@ async fn a_rolling_restart_under_load_answers_every_request_without_a_5xx() {
     );
 }
 
+impl Cluster {
+    /// Announces hook `id` in the store (as `webhooks register`, another process, does) and
+    /// sends Asana's handshake with `secret` to `replica`; its answer.
+    async fn hook(&self, id: &str, secret: &str, replica: usize) -> reqwest::Response {
+        announce(&self.vars, id).await;
+        reqwest::Client::new()
+            .post(format!(
+                "{}/asana/webhooks/{id}",
+                self.replicas[replica].address
+            ))
+            .header("x-hook-secret", secret)
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    /// Delivers `events`, signed with `secret`, through hook `id` to `replica`; the status.
+    async fn deliver(&self, id: &str, secret: &str, replica: usize, events: &Value) -> u16 {
+        let body = serde_json::to_vec(events).expect("json");
+        reqwest::Client::new()
+            .post(format!(
+                "{}/asana/webhooks/{id}",
+                self.replicas[replica].address
+            ))
+            .header("x-hook-signature", sign(secret, &body))
+            .body(body)
+            .send()
+            .await
+            .expect("sent")
+            .status()
+            .as_u16()
+    }
+}
+
+/// Asana's event for new comment `story_gid` on the task.
+fn comment_event(story_gid: &str) -> Value {
+    json!({"events": [{
+        "action": "added",
+        "resource": {"gid": story_gid, "resource_type": "story"},
+        "parent": {"gid": "1234567890", "resource_type": "task"}
+    }]})
+}
+
+/// Comment `story_gid` reads `/context n`.
+async fn mount_command(asana: &MockServer, story_gid: &str) {
+    Mock::given(path(format!("/api/1.0/stories/{story_gid}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {
+            "text": "/context n", "resource_subtype": "comment_added",
+            "target": {"gid": "1234567890"}
+        }})))
+        .mount(asana)
+        .await;
+}
+
 /// How many comments Asana was asked to create.
 async fn comments_posted(asana: &MockServer) -> usize {
     asana
@@ -393,13 +447,7 @@ async fn comments_posted(asana: &MockServer) -> usize {
 #[tokio::test]
 async fn a_hook_registered_through_one_replica_and_an_event_delivered_to_both_attach_once() {
     let cluster = cluster(2, Some(Duration::from_secs(3600)), &[]).await;
-    Mock::given(path("/api/1.0/stories/5001"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {
-            "text": "/context n", "resource_subtype": "comment_added",
-            "target": {"gid": "1234567890"}
-        }})))
-        .mount(&cluster.asana)
-        .await;
+    mount_command(&cluster.asana, "5001").await;
     Mock::given(method("POST"))
         .and(path(STORIES_PATH))
         .respond_with(
@@ -412,52 +460,14 @@ async fn a_hook_registered_through_one_replica_and_an_event_delivered_to_both_at
         .await;
     // `webhooks register` announces the hook in the store; Asana's handshake reaches the
     // other replica.
-    let settings = mcp_asana_linker::Settings::from_vars(cluster.vars.clone()).expect("settings");
-    let store = mcp_asana_linker::store::Store::open_and_migrate(
-        &settings.database_url,
-        settings.store_sealer,
-    )
-    .await
-    .expect("store");
-    let hooks =
-        mcp_asana_linker::webhooks::HookStore::load(store, &cluster.dir.path().join("none"))
-            .await
-            .expect("hooks");
-    let id = mcp_asana_linker::webhooks::HookId::parse("h1").expect("id");
-    hooks
-        .announce(&id, "1", "https://x/asana/webhooks/h1")
-        .await
-        .expect("announce");
-    let client = reqwest::Client::new();
-    let handshake = client
-        .post(format!("{}/asana/webhooks/h1", cluster.replicas[1].address))
-        .header("x-hook-secret", "s")
-        .send()
-        .await
-        .expect("sent");
-    let body = serde_json::to_vec(&json!({"events": [{
-        "action": "added",
-        "resource": {"gid": "5001", "resource_type": "story"},
-        "parent": {"gid": "1234567890", "resource_type": "task"}
-    }]}))
-    .expect("json");
+    let handshake = cluster.hook("h1", "s", 1).await;
+    let event = comment_event("5001");
 
     // Asana delivers the same event twice, once to each replica, at the same time.
-    let deliveries: Vec<_> = cluster
-        .replicas
-        .iter()
-        .map(|replica| {
-            client
-                .post(format!("{}/asana/webhooks/h1", replica.address))
-                .header("x-hook-signature", sign("s", &body))
-                .body(body.clone())
-                .send()
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for delivery in deliveries {
-        statuses.push(delivery.await.expect("sent").status().as_u16());
-    }
+    let statuses = tokio::join!(
+        cluster.deliver("h1", "s", 0, &event),
+        cluster.deliver("h1", "s", 1, &event)
+    );
     // The attach runs after the 200: wait for the comment, then a little for a second one.
     let deadline = Instant::now() + Duration::from_secs(10);
     while comments_posted(&cluster.asana).await == 0 {
@@ -469,12 +479,72 @@ async fn a_hook_registered_through_one_replica_and_an_event_delivered_to_both_at
     assert_eq!(handshake.status(), 200, "any replica answers the handshake");
     assert_eq!(
         statuses,
-        [200, 200],
+        (200, 200),
         "both deliveries are verified with the stored secret"
     );
     assert_eq!(
         comments_posted(&cluster.asana).await,
         1,
         "the event ran once"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_event_whose_replica_is_killed_mid_post_is_finished_by_another_once() {
+    let mut cluster = cluster(
+        2,
+        Some(Duration::from_secs(3600)),
+        &[("REQUEST_DEADLINE_SECS", "2"), ("ASANA_TIMEOUT_SECS", "2")],
+    )
+    .await;
+    mount_command(&cluster.asana, "5002").await;
+    let stories = Stories::default();
+    // Asana takes a second to create the comment; the replica dies before it answers.
+    stories
+        .mount(
+            &cluster.asana,
+            vec![Step::CreateSlowly(Duration::from_secs(1)), Step::Create],
+        )
+        .await;
+    assert_eq!(cluster.hook("h2", "s", 0).await.status(), 200);
+
+    let accepted = cluster.deliver("h2", "s", 0, &comment_event("5002")).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stories.count() == 0 {
+        assert!(Instant::now() < deadline, "the first replica never posted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(cluster.replicas.remove(0)); // SIGKILL, its 200 already given to Asana
+
+    // The other replica takes the job over once lease and Asana timeout have passed, looks
+    // for the comment the dead one posted, finds it, and posts nothing.
+    let asked_asana = || async {
+        cluster
+            .asana
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.method == wiremock::http::Method::GET && r.url.path() == STORIES_PATH)
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while asked_asana().await == 0 {
+        assert!(Instant::now() < deadline, "the job was never taken over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_eq!(accepted, 200);
+    assert_eq!(stories.count(), 1, "no second comment");
+    assert_eq!(
+        cluster.deliver("h2", "s", 0, &comment_event("5002")).await,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        stories.count(),
+        1,
+        "a redelivery after the take-over does nothing"
     );
 }

@@ -1,7 +1,9 @@
 //! Webhooks: handshake, signatures, `/context` comments, dedupe across restarts, no loops,
 //! rules, a receiver that never waits, and registration through a handshake.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -20,13 +22,26 @@ const SECRET: &str = "hook-secret-1";
 
 /// The hooks in the app's store, as `webhooks register` (another process) sees them.
 async fn hooks(app: &TestApp) -> HookStore {
-    let settings = Settings::from_vars(app.vars.clone()).expect("settings");
+    hook_store(&app.vars, &app.token_path.with_file_name("webhooks.json")).await
+}
+
+/// The hooks in the store that settings `vars` name (importing `legacy` if it is there).
+pub async fn hook_store(vars: &HashMap<String, String>, legacy: &Path) -> HookStore {
+    let settings = Settings::from_vars(vars.clone()).expect("settings");
     let store = Store::open_and_migrate(&settings.database_url, settings.store_sealer)
         .await
         .expect("store");
-    HookStore::load(store, &app.token_path.with_file_name("webhooks.json"))
+    HookStore::load(store, legacy).await.expect("hooks")
+}
+
+/// Announces hook `id` (as `webhooks register` does) in the store `vars` name.
+pub async fn announce(vars: &HashMap<String, String>, id: &str) {
+    let hook_id = HookId::parse(id).expect("id");
+    hook_store(vars, Path::new("/nonexistent/webhooks.json"))
         .await
-        .expect("hooks")
+        .announce(&hook_id, "1", &format!("https://x/asana/webhooks/{id}"))
+        .await
+        .expect("announce");
 }
 
 /// `body` signed with the hook secret `secret`, as Asana signs a delivery.
@@ -52,12 +67,7 @@ async fn handshake(app: &TestApp, hook: &str, secret: &str) -> reqwest::Response
 /// An app with hook `h1` announced and its handshake done.
 async fn hooked_app(extra: &[(&str, &str)]) -> TestApp {
     let app = spawn_app_with(VALID, extra).await;
-    let id = HookId::parse("h1").expect("id");
-    hooks(&app)
-        .await
-        .announce(&id, "1", "https://x/asana/webhooks/h1")
-        .await
-        .expect("announce");
+    announce(&app.vars, "h1").await;
     assert_eq!(handshake(&app, "h1", SECRET).await.status(), 200);
     app
 }

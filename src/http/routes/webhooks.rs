@@ -1,5 +1,6 @@
 //! `POST /asana/webhooks/{hook_id}`: Asana's handshake and signed event deliveries. The
-//! receiver checks, enqueues and answers; it never waits on MCP or Asana.
+//! receiver checks, writes the events to the store and answers; it never waits on MCP or
+//! Asana, and a 200 means the events are kept whatever happens to this replica next.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use crate::app::AppState;
 use crate::http::error::{ApiBytes, ApiError};
 use crate::util::cause_chain;
-use crate::webhooks::{EventBatch, HandshakeRefused, HookId, Job, verify_signature};
+use crate::webhooks::{EnqueueError, EventBatch, HandshakeRefused, HookId, verify_signature};
 
 /// Handshake (`X-Hook-Secret`) or events (`X-Hook-Signature`).
 #[utoipa::path(post, path = "/asana/webhooks/{hook_id}", tag = "webhooks",
@@ -21,12 +22,12 @@ use crate::webhooks::{EventBatch, HandshakeRefused, HookId, Job, verify_signatur
         ("X-Hook-Signature" = Option<String>, Header, description = "Hex HMAC-SHA256 of the body"),
     ),
     responses(
-        (status = 200, description = "Handshake echoed, or events queued"),
+        (status = 200, description = "Handshake echoed, or events stored for a worker"),
         (status = 400, description = "Malformed hook id, secret or body", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Bad or missing signature", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Handshake for a hook not announced", body = crate::http::openapi::ErrorBody),
         (status = 413, description = "Delivery over 1 MiB", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "Queue full", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "Too many events waiting, or the store is unavailable; Asana delivers again", body = crate::http::openapi::ErrorBody),
     ))]
 pub async fn receive(
     State(state): State<Arc<AppState>>,
@@ -68,17 +69,19 @@ pub async fn receive(
     }
     let batch: EventBatch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::InvalidRequest(format!("not an event batch: {e}")))?;
-    let count = batch.events.len();
-    for event in batch.events {
-        state
-            .webhook_queue
-            .push(Job { event })
-            .map_err(|_| ApiError::WebhookQueueFull)?;
-    }
+    let new = state
+        .webhook_jobs
+        .enqueue(&hook_id, &batch.events)
+        .await
+        .map_err(|error| match error {
+            EnqueueError::Full => ApiError::WebhookQueueFull,
+            EnqueueError::Store(error) => ApiError::StoreUnavailable(cause_chain(&error)),
+        })?;
     tracing::info!(
         hook_id = hook_id.as_str(),
-        events = count,
-        "webhook delivery queued"
+        events = batch.events.len(),
+        new,
+        "webhook delivery stored"
     );
     Ok(StatusCode::OK.into_response())
 }
