@@ -285,11 +285,20 @@ async fn attach(
         Ok(state) => state,
         Err(code) => return code,
     };
-    match state
+    let attached = state
         .attacher
         .attach(&request, &Marker::random(), false)
-        .await
-    {
+        .await;
+    // Whatever was posted, even by an attach that failed later, is recorded before exit.
+    let queue = state
+        .posted_queue
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(mut queue) = queue {
+        crate::service::posted::flush(&state.store, &mut queue).await;
+    }
+    match attached {
         Ok(attached) => {
             if let Written::Comments { story_gids, .. } = &attached.written {
                 for gid in story_gids {

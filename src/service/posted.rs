@@ -62,15 +62,22 @@ pub fn spawn(
                     write(&store, &mut batch).await;
                 }
                 None => {
-                    while let Ok(story) = receiver.try_recv() {
-                        batch.push(story);
-                    }
-                    write(&store, &mut batch).await;
+                    flush(&store, &mut receiver).await;
                     break;
                 }
             }
         }
     })
+}
+
+/// Writes what `receiver` holds now: at shutdown, and for a one-shot command, which has no
+/// writer task.
+pub async fn flush(store: &Store, receiver: &mut mpsc::UnboundedReceiver<PostedStory>) {
+    let mut batch = Vec::new();
+    while let Ok(story) = receiver.try_recv() {
+        batch.push(story);
+    }
+    write(store, &mut batch).await;
 }
 
 async fn write(store: &Store, batch: &mut Vec<PostedStory>) {

@@ -977,6 +977,21 @@ async fn attach_one_shot_posts_and_prints_where() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("posted story 5"));
+    let store = Store::open(
+        &DatabaseUrl::parse(&upstreams.vars["DATABASE_URL"]).expect("url"),
+        Sealer::default(),
+    )
+    .await
+    .expect("store");
+    let posted = store.latest_posted("default", 10).await.expect("read");
+    assert_eq!(
+        posted
+            .iter()
+            .map(|p| (p.story_gid.as_str(), p.task_gid.as_str()))
+            .collect::<Vec<_>>(),
+        [("5", "1")],
+        "the comment is recorded as the linker's own"
+    );
 }
 
 #[test]
