@@ -1,7 +1,9 @@
 //! A fast fake of the context server and Asana's stories endpoint, for load runs
-//! (`bench/run.sh`). Loopback only; answers every request at once with fixed bodies.
+//! (`bench/run.sh`). Loopback only; answers every request at once, with a fixed context and a
+//! new story gid for every comment (as Asana does, so the linker records every one).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -10,18 +12,19 @@ use axum::routing::{get, post};
 
 const CONTEXT: &str =
     r##"{"context_text":"# Design notes\nThe linker posts contexts into Asana tasks."}"##;
-const STORY: &str =
-    r#"{"data":{"gid":"1200000000000001","resource_type":"story","type":"comment"}}"#;
+/// The gid of the next story created.
+static NEXT_STORY: AtomicU64 = AtomicU64::new(1_200_000_000_000_001);
 
 async fn context() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], CONTEXT)
 }
 
 async fn story() -> impl IntoResponse {
+    let gid = NEXT_STORY.fetch_add(1, Ordering::Relaxed);
     (
         StatusCode::CREATED,
         [(header::CONTENT_TYPE, "application/json")],
-        STORY,
+        format!(r#"{{"data":{{"gid":"{gid}","resource_type":"story","type":"comment"}}}}"#),
     )
 }
 

@@ -62,6 +62,9 @@ pub enum StoreError {
     /// The engine cannot do this.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// Rows could not be encoded for a query.
+    #[error("cannot encode rows for the store: {0}")]
+    Encode(#[from] serde_json::Error),
     /// A secret cannot be sealed or opened (`STORE_KEY`).
     #[error(transparent)]
     Seal(#[from] SealError),

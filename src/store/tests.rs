@@ -424,6 +424,17 @@ async fn posted_stories_are_recorded_once_and_read_newest_first() {
             [story("3", 30), story("2", 20), story("1", 10)],
             "{engine}"
         );
+        // A big batch, with a text that needs escaping, goes in whole.
+        let mut many: Vec<PostedStory> = (100..1100).map(|i| story(&i.to_string(), i)).collect();
+        many[0].context_name = "quote \" and \\ and ünïcode".to_owned();
+        store
+            .record_posted("default", &many)
+            .await
+            .expect("record many");
+        let latest = store.latest_posted("default", 2000).await.expect("read");
+        assert_eq!(latest.len(), 1003, "{engine}");
+        assert_eq!(latest.last(), Some(&story("1", 10)));
+        assert_eq!(latest[latest.len() - 4], many[0], "{engine}");
         assert!(
             store
                 .latest_posted("other", 10)
