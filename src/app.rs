@@ -15,7 +15,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use crate::asana::{AsanaClient, AsanaOAuth, PendingConsents, TokenManager};
+use crate::asana::{AsanaClient, AsanaOAuth, Connections, PendingConsents, TokenSettings};
 use crate::config::Settings;
 use crate::context::ContextSource;
 use crate::http::access::AccessPolicy;
@@ -24,6 +24,7 @@ use crate::http::openapi::ApiDoc;
 use crate::http::routes;
 use crate::idempotency::Idempotency;
 use crate::service::attach::{Attacher, CommentSettings};
+use crate::service::keys::PersonalKeys;
 use crate::service::readiness::Readiness;
 use crate::store::{Store, StoreError};
 use crate::telemetry::observe::ObserveLayer;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub hooks: Arc<HookStore>,
     /// Webhook events in the store, waiting for a worker on any replica.
     pub webhook_jobs: Jobs,
+    /// Personal API keys.
+    pub keys: PersonalKeys,
     /// Webhook rules from `WEBHOOK_RULES_PATH`.
     pub webhook_rules: Rules,
     /// Cached readiness checks.
@@ -116,26 +119,30 @@ impl AppState {
             Store::open_and_migrate(&settings.database_url, settings.store_sealer.clone()).await?;
         // This process, as the owner of the claims and leases it takes in the store.
         let owner = crate::util::random::hex_id();
-        let tokens = Arc::new(
-            TokenManager::load(
-                store.clone(),
+        let connections = Arc::new(
+            Connections::load(
+                TokenSettings {
+                    store: store.clone(),
+                    owner: owner.clone(),
+                    oauth: oauth.clone(),
+                    missing_oauth: settings.missing_oauth.clone(),
+                    retry: settings.retry,
+                },
                 settings.token_store_path.clone(),
-                owner.clone(),
-                oauth.clone(),
-                settings.missing_oauth.clone(),
-                settings.retry,
             )
             .await?,
         );
         // Key journals of an earlier version, kept beside its token file.
         let legacy = |name: &str| settings.token_store_path.with_file_name(name);
+        // Keys are per connection; those of an earlier version were the default one's.
+        let scope = store
+            .connected_users()
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         for journal in ["idempotency_keys.jsonl", "webhook_seen.jsonl"] {
-            crate::idempotency::import_journal(
-                &store,
-                &legacy(journal),
-                routes::attach::ATTACH_SCOPE,
-            )
-            .await?;
+            crate::idempotency::import_journal(&store, &legacy(journal), &scope).await?;
         }
         let (posted, posted_queue) = crate::service::posted::PostedLog::new();
         let webhook_jobs = Jobs::new(
@@ -175,7 +182,7 @@ impl AppState {
         });
         Ok(Self {
             attacher: Attacher {
-                tokens,
+                connections,
                 asana,
                 context,
                 retry: settings.retry,
@@ -200,6 +207,7 @@ impl AppState {
             oauth,
             missing_oauth: settings.missing_oauth.clone(),
             consents: PendingConsents::new(store.clone()),
+            keys: PersonalKeys::new(store.clone()),
             store,
             posted_queue: std::sync::Mutex::new(Some(posted_queue)),
             secure_cookies: settings.public_url.scheme() == "https",
@@ -302,6 +310,7 @@ impl Application {
             state.store.clone(),
             Arc::clone(&state.attacher.asana),
             Arc::clone(&state.hooks),
+            Arc::clone(&state.attacher.connections),
             stop,
         ));
         Ok(Self {

@@ -1,4 +1,5 @@
-//! The command line: `serve` (default), `attach`, `authorize`, `check`, `webhooks`, `store`.
+//! The command line: `serve` (default), `attach`, `authorize`, `check`, `connections`, `keys`,
+//! `webhooks`, `store`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,11 +43,26 @@ pub enum Command {
         /// markdown, plain or code.
         #[arg(long)]
         format: Option<String>,
+        /// Whose connection posts (Asana user gid or email); the default connection if omitted.
+        #[arg(long = "as")]
+        acting_as: Option<String>,
     },
     /// Print the consent URL and serve until someone has connected Asana.
     Authorize,
     /// Check settings, the Asana token and both upstreams; the exit code says what is wrong.
     Check,
+    /// List the people connected, mark the default one, disconnect one.
+    Connections {
+        /// What to do with connections.
+        #[command(subcommand)]
+        command: ConnectionCommand,
+    },
+    /// Issue personal API keys.
+    Keys {
+        /// What to do with keys.
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Manage Asana webhooks with the stored OAuth token.
     Webhooks {
         /// What to do with webhooks.
@@ -58,6 +74,34 @@ pub enum Command {
         /// What to do with the store.
         #[command(subcommand)]
         command: StoreCommand,
+    },
+}
+
+/// Connection subcommands.
+#[derive(Subcommand)]
+pub enum ConnectionCommand {
+    /// Every connection: user, email, state, last use of a key, and which is the default.
+    List,
+    /// Make USER's connection the one that acts when nobody is named.
+    Default {
+        /// Asana user gid or email.
+        user: String,
+    },
+    /// Disconnect USER: their tokens are deleted and their keys stop working.
+    Revoke {
+        /// Asana user gid or email.
+        user: String,
+    },
+}
+
+/// Key subcommands.
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Issue a new personal key acting as USER (printed once; earlier keys keep working).
+    Create {
+        /// Asana user gid or email.
+        #[arg(long = "as")]
+        user: String,
     },
 }
 
@@ -129,7 +173,10 @@ pub async fn run(command: Command, settings: &Settings) -> ExitCode {
             task,
             context,
             format,
-        } => attach(settings, task, context, format).await,
+            acting_as,
+        } => attach(settings, task, context, format, acting_as).await,
+        Command::Connections { command } => connections(settings, command).await,
+        Command::Keys { command } => keys(settings, command).await,
         Command::Authorize => authorize(settings).await,
         Command::Check => check(settings).await,
         Command::Webhooks { command } => webhooks(settings, command).await,
@@ -246,11 +293,155 @@ async fn serve(settings: &Settings) -> ExitCode {
     }
 }
 
+/// Opens the store for a command that reads or changes connections.
+async fn open_store(settings: &Settings) -> Result<Store, ExitCode> {
+    Store::open_and_migrate(&settings.database_url, settings.store_sealer.clone())
+        .await
+        .map_err(|error| {
+            println!("✗ store {}: {}", settings.database_url, cause_chain(&error));
+            ExitCode::from(exit::STORE_UNAVAILABLE)
+        })
+}
+
+/// The gid of the connection `who` names, or the exit code that says it is unknown.
+async fn find_user(store: &Store, who: &str) -> Result<String, ExitCode> {
+    match store.find_user(who).await {
+        Ok(Some(user_gid)) => Ok(user_gid),
+        Ok(None) => {
+            println!("✗ no connection is named {who} (see `connections list`)");
+            Err(ExitCode::from(exit::NOT_CONNECTED))
+        }
+        Err(error) => {
+            println!("✗ store: {}", cause_chain(&error));
+            Err(ExitCode::from(exit::STORE_UNAVAILABLE))
+        }
+    }
+}
+
+async fn connections(settings: &Settings, command: ConnectionCommand) -> ExitCode {
+    let store = match open_store(settings).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let done = match command {
+        ConnectionCommand::List => match store.list_connections().await {
+            Ok(listed) => {
+                println!("USER\tNAME\tEMAIL\tSTATE\tLAST USED\tDEFAULT");
+                for c in listed {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        c.user_gid,
+                        c.name,
+                        c.email.as_deref().unwrap_or("-"),
+                        c.state.as_str(),
+                        c.last_used_at.map_or_else(|| "-".to_owned(), iso_time),
+                        if c.is_default { "default" } else { "" }
+                    );
+                }
+                Ok(())
+            }
+            Err(error) => Err(error),
+        },
+        ConnectionCommand::Default { user } => {
+            let user_gid = match find_user(&store, &user).await {
+                Ok(user_gid) => user_gid,
+                Err(code) => return code,
+            };
+            match store.set_default(&user_gid).await {
+                Ok(true) => {
+                    println!("✓ {user} is the default connection");
+                    Ok(())
+                }
+                Ok(false) => {
+                    println!("✗ {user} is not connected; only a connected user can be the default");
+                    return ExitCode::from(exit::NOT_CONNECTED);
+                }
+                Err(error) => Err(error),
+            }
+        }
+        ConnectionCommand::Revoke { user } => {
+            let user_gid = match find_user(&store, &user).await {
+                Ok(user_gid) => user_gid,
+                Err(code) => return code,
+            };
+            store.disconnect(&user_gid).await.map(|()| {
+                println!(
+                    "✓ {user} disconnected: tokens deleted, keys revoked (every replica within seconds); the grant stays listed in their Asana account's apps until they remove it there"
+                );
+            })
+        }
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            println!("✗ store: {}", cause_chain(&error));
+            ExitCode::from(exit::STORE_UNAVAILABLE)
+        }
+    }
+}
+
+async fn keys(settings: &Settings, command: KeyCommand) -> ExitCode {
+    let store = match open_store(settings).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let KeyCommand::Create { user } = command;
+    let user_gid = match find_user(&store, &user).await {
+        Ok(user_gid) => user_gid,
+        Err(code) => return code,
+    };
+    if !matches!(store.connection(&user_gid).await, Ok(Some(_))) {
+        println!("✗ {user} is not connected; a key needs a connection to act as");
+        return ExitCode::from(exit::NOT_CONNECTED);
+    }
+    match crate::service::keys::PersonalKeys::new(store)
+        .issue(&user_gid)
+        .await
+    {
+        Ok(issued) => {
+            // The one place a key is ever shown: stdout, for the operator to hand over.
+            println!("{}", secrecy::ExposeSecret::expose_secret(&issued.key));
+            eprintln!(
+                "✓ key {}… acts as {user}; it is shown once and only its hash is kept",
+                issued.prefix
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            println!("✗ store: {}", cause_chain(&error));
+            ExitCode::from(exit::STORE_UNAVAILABLE)
+        }
+    }
+}
+
+/// A time in ms since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+fn iso_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 async fn attach(
     settings: &Settings,
     task: String,
     context: String,
     format: Option<String>,
+    acting_as: Option<String>,
 ) -> ExitCode {
     let format = match format
         .as_deref()
@@ -268,6 +459,7 @@ async fn attach(
         target: None,
         pin: false,
         footer: false,
+        acting_as: None,
     };
     let request = match AttachRequest::try_from(body) {
         Ok(request) => request,
@@ -285,9 +477,24 @@ async fn attach(
         Ok(state) => state,
         Err(code) => return code,
     };
+    if let Err(error) = state.attacher.configured() {
+        let error = ApiError::from(error);
+        return fail(format!("{error} ({})", error.code()));
+    }
+    let acting = match &acting_as {
+        Some(who) => state.attacher.connections.find(who).await,
+        None => state.attacher.connections.default().await,
+    };
+    let acting = match acting {
+        Ok(acting) => acting,
+        Err(error) => {
+            eprintln!("mcp-asana-linker: {error}");
+            return ExitCode::from(exit::NOT_CONNECTED);
+        }
+    };
     let attached = state
         .attacher
-        .attach(&request, &Marker::random(), false)
+        .attach(&acting, &request, &Marker::random(), false)
         .await;
     // Whatever was posted, even by an attach that failed later, is recorded before exit.
     let queue = state
@@ -340,7 +547,7 @@ async fn authorize(settings: &Settings) -> ExitCode {
     let connected = async move {
         let signal = app::shutdown_signal();
         let wait = async {
-            while watched.attacher.tokens.user().is_none() {
+            while watched.attacher.connections.default_user().is_none() {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         };
@@ -352,7 +559,7 @@ async fn authorize(settings: &Settings) -> ExitCode {
     if let Err(error) = application.run_until(connected).await {
         return fail(error);
     }
-    match shared.attacher.tokens.user() {
+    match shared.attacher.connections.default_user() {
         Some(user) => {
             println!("Connected to Asana as {}.", user.name);
             ExitCode::SUCCESS
@@ -391,7 +598,11 @@ async fn check(settings: &Settings) -> ExitCode {
             format!("store {}: {}", settings.database_url, cause_chain(&error)),
         ),
     }
-    match state.attacher.tokens.access_token().await {
+    let token = match state.attacher.connections.default().await {
+        Ok(acting) => acting.access_token().await,
+        Err(error) => Err(error),
+    };
+    match token {
         Ok(token) => match state.attacher.asana.me(&token).await {
             Ok(user) => println!("✓ Asana: connected as {}", user.name),
             Err(error) => failed(
@@ -459,5 +670,20 @@ async fn webhooks(settings: &Settings, command: WebhookCommand) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(cause_chain(&error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_printed_as_utc_dates() {
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso_time(1_795_651_200_000), "2026-11-26T00:00:00Z");
+        assert_eq!(
+            iso_time(951_782_400_000 + 3_723_000),
+            "2000-02-29T01:02:03Z"
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 mod client;
 mod comment;
+mod connections;
 mod consent;
 #[cfg(test)]
 mod contract;
@@ -12,8 +13,9 @@ mod tokens;
 
 pub use client::{AsanaClient, AsanaError, CreatedWebhook, Story, StoryDetails, WebhookInfo};
 pub use comment::{CommentDraft, find_marked, post_comment};
+pub use connections::Connections;
 pub use consent::{PendingConsents, PendingError};
 pub use marker::Marker;
 pub use oauth::{AsanaOAuth, Consent, OAuthError};
 pub use token_file::{AsanaUser, StoredTokens, TokenFile, TokenFileError};
-pub use tokens::{TokenError, TokenManager};
+pub use tokens::{TokenError, TokenManager, TokenSettings};

@@ -1,15 +1,14 @@
-//! The connected user's tokens: read from the store, kept in memory until they near expiry,
+//! One connection's tokens: read from the store, kept in memory until they near expiry,
 //! refreshed by one process at a time across every replica (a lease on the connection's row),
 //! and written to the store before a new token is used.
 
-use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
-use super::oauth::{AsanaOAuth, GrantedTokens, OAuthError};
+use super::oauth::{AsanaOAuth, OAuthError};
 use super::token_file::{AsanaUser, StoredTokens, TokenFile};
 use crate::store::{Lease, Store, StoreError};
 use crate::util::retry::RetryPolicy;
@@ -42,9 +41,11 @@ impl From<StoreError> for TokenError {
     }
 }
 
-/// Holds the current tokens and refreshes them.
+/// Holds one connection's current tokens and refreshes them.
 #[derive(Debug)]
 pub struct TokenManager {
+    /// The Asana user whose connection this is.
+    user_gid: String,
     store: Store,
     /// This process, as the holder of a refresh lease.
     owner: String,
@@ -59,31 +60,24 @@ pub struct TokenManager {
 }
 
 impl TokenManager {
-    /// Reads the default connection from the store, importing the token file of an earlier
-    /// version first if the store has none (the file is removed once the import is committed).
-    pub async fn load(
-        store: Store,
-        legacy_file: PathBuf,
-        owner: String,
-        oauth: Option<AsanaOAuth>,
-        missing_oauth: Vec<&'static str>,
-        retry: RetryPolicy,
-    ) -> Result<Self, StoreError> {
-        import_token_file(&store, TokenFile::new(legacy_file)).await?;
-        let current = store.default_connection().await?;
-        if let Some(tokens) = &current {
-            tracing::info!(user = %tokens.user.name, "loaded Asana tokens");
-        }
-        Ok(Self {
-            store,
-            owner,
-            lease: retry.budget + Duration::from_secs(5),
-            oauth,
-            missing_oauth,
-            retry,
+    /// The manager of `user_gid`'s connection, holding `current` (as last read).
+    pub fn new(settings: &TokenSettings, user_gid: &str, current: Option<StoredTokens>) -> Self {
+        Self {
+            user_gid: user_gid.to_owned(),
+            store: settings.store.clone(),
+            owner: settings.owner.clone(),
+            lease: settings.retry.budget + Duration::from_secs(5),
+            oauth: settings.oauth.clone(),
+            missing_oauth: settings.missing_oauth.clone(),
+            retry: settings.retry,
             current: RwLock::new(current),
             refresh: Mutex::new(()),
-        })
+        }
+    }
+
+    /// The Asana user whose connection this is.
+    pub fn user_gid(&self) -> &str {
+        &self.user_gid
     }
 
     /// Whether a usable token exists: `Err` says why not.
@@ -144,22 +138,15 @@ impl TokenManager {
         }
     }
 
-    /// Stores the tokens of a new consent.
-    pub async fn store_consent(
-        &self,
-        granted: GrantedTokens,
-        user: AsanaUser,
-    ) -> Result<(), TokenError> {
-        let tokens = StoredTokens {
-            access_token: granted.access_token,
-            refresh_token: granted.refresh_token,
-            expires_at: granted.expires_at,
-            user,
-        };
+    /// Holds the tokens of a new consent (already stored) from now on.
+    pub async fn replace(&self, tokens: StoredTokens) {
         let _storing = self.refresh.lock().await;
-        self.store.save_consent(&tokens).await?;
         *self.write() = Some(tokens);
-        Ok(())
+    }
+
+    /// Forgets the tokens (the connection was disconnected elsewhere).
+    pub fn forget(&self) {
+        *self.write() = None;
     }
 
     fn fresh_token(&self) -> Option<SecretString> {
@@ -169,9 +156,9 @@ impl TokenManager {
             .map(|t| t.access_token.clone())
     }
 
-    /// Reads the default connection again.
+    /// Reads the connection again.
     async fn reload(&self) -> Result<(), TokenError> {
-        let current = self.store.default_connection().await?;
+        let current = self.store.connection(&self.user_gid).await?;
         *self.write() = current;
         Ok(())
     }
@@ -304,9 +291,24 @@ impl TokenManager {
     }
 }
 
+/// What every connection's token manager shares.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// Where tokens are kept.
+    pub store: Store,
+    /// This process, as the holder of refresh leases.
+    pub owner: String,
+    /// The OAuth app, when configured (refreshes need it).
+    pub oauth: Option<AsanaOAuth>,
+    /// The OAuth settings missing, for messages.
+    pub missing_oauth: Vec<&'static str>,
+    /// The retry policy of refreshes.
+    pub retry: RetryPolicy,
+}
+
 /// Moves the token file of an earlier version into an empty store, then removes the file:
 /// plaintext tokens do not stay behind once the store holds them.
-async fn import_token_file(store: &Store, file: TokenFile) -> Result<(), StoreError> {
+pub async fn import_token_file(store: &Store, file: TokenFile) -> Result<(), StoreError> {
     file.remove_stale_temp_files().await;
     let tokens = match file.load().await {
         Ok(Some(tokens)) => tokens,

@@ -38,6 +38,11 @@ pub struct AttachRequestBody {
     /// End the comment with a line naming the linker.
     #[serde(default)]
     pub footer: bool,
+    /// Whose connection posts: an Asana user gid or email. Only the operator key may name
+    /// one; without it, the operator acts as the default connection and a personal key as
+    /// its owner.
+    #[serde(default, rename = "as")]
+    pub acting_as: Option<String>,
 }
 
 /// Where the context goes, as sent.

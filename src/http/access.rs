@@ -1,6 +1,8 @@
-//! Who may call the API: holders of `LINKER_API_KEY`, or loopback clients when no key is set.
-//! Without a key, the `Host` must also be a loopback name or the public URL's host, so a page
-//! on a rebinding domain that resolves to 127.0.0.1 cannot use a browser to attach.
+//! Who may call the API, and as whom: the operator (holders of `LINKER_API_KEY`, or loopback
+//! clients when no key is set), who may act as any connection, or a person by their personal
+//! key, who acts as their own. Without an operator key, the `Host` must also be a loopback
+//! name or the public URL's host, so a page on a rebinding domain that resolves to 127.0.0.1
+//! cannot use a browser to attach.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use subtle::ConstantTimeEq;
 use crate::app::AppState;
 use crate::config::Settings;
 use crate::http::error::ApiError;
+use crate::service::keys::PersonalKeys;
+use crate::util::cause_chain;
 
 /// Who may call the API, from the settings.
 #[derive(Debug)]
@@ -88,10 +92,19 @@ fn host_name(value: &str) -> String {
         .map_or(value.clone(), |(host, _)| host.to_owned())
 }
 
-/// Extractor: present only if the caller may use the API. An extractor rather than a
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// The operator: may act as any connection (`as`), and as the default one without it.
+    Operator,
+    /// A person, by their personal key: acts as their own connection only (its user gid).
+    Person(String),
+}
+
+/// Extractor: who calls, present only if they may use the API. An extractor rather than a
 /// middleware, so the check costs no extra layer per request.
-#[derive(Debug, Clone, Copy)]
-pub struct ApiAccess;
+#[derive(Debug, Clone)]
+pub struct ApiAccess(pub Actor);
 
 impl FromRequestParts<Arc<AppState>> for ApiAccess {
     type Rejection = ApiError;
@@ -100,7 +113,19 @@ impl FromRequestParts<Arc<AppState>> for ApiAccess {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        state.access.check(parts).map(|()| Self)
+        if let Some(presented) = bearer(&parts.headers)
+            && PersonalKeys::is_personal(presented)
+        {
+            let presented = SecretString::from(presented);
+            return match state.keys.owner(&presented).await {
+                Ok(Some(user_gid)) => Ok(Self(Actor::Person(user_gid))),
+                Ok(None) => Err(ApiError::Unauthorized(
+                    "the personal key is not valid: revoked, replaced by a new one, or its connection was disconnected",
+                )),
+                Err(error) => Err(ApiError::StoreUnavailable(cause_chain(&error))),
+            };
+        }
+        state.access.check(parts).map(|()| Self(Actor::Operator))
     }
 }
 
@@ -122,16 +147,20 @@ impl FromRequestParts<Arc<AppState>> for MetricsAccess {
     }
 }
 
-fn check_bearer(headers: &HeaderMap, key: &SecretString) -> Result<(), ApiError> {
-    let presented = headers
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
-        .ok_or(ApiError::Unauthorized(
-            "send the API key as Authorization: Bearer <LINKER_API_KEY>",
-        ))?;
+}
+
+fn check_bearer(headers: &HeaderMap, key: &SecretString) -> Result<(), ApiError> {
+    let presented = bearer(headers).ok_or(ApiError::Unauthorized(
+        "send the API key as Authorization: Bearer <LINKER_API_KEY>",
+    ))?;
     if bool::from(presented.as_bytes().ct_eq(key.expose_secret().as_bytes())) {
         Ok(())
     } else {

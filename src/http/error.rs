@@ -27,6 +27,12 @@ pub enum ApiError {
     /// 401 `unauthorized`: missing or wrong API key, or a non-loopback client without one.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// 403 `forbidden`: a personal key asked to act as someone else.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 404 `connection_not_found`: `as` names no connected Asana user.
+    #[error("{0}")]
+    ConnectionNotFound(String),
     /// 404 `not_found`: no such route.
     #[error("no such route")]
     RouteNotFound,
@@ -128,6 +134,8 @@ impl ApiError {
         match self {
             Self::InvalidRequest(_) => (S::BAD_REQUEST, "invalid_request", L::INFO),
             Self::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", L::INFO),
+            Self::Forbidden(_) => (S::FORBIDDEN, "forbidden", L::INFO),
+            Self::ConnectionNotFound(_) => (S::NOT_FOUND, "connection_not_found", L::INFO),
             Self::RouteNotFound => (S::NOT_FOUND, "not_found", L::INFO),
             Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed", L::INFO),
             Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large", L::INFO),

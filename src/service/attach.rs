@@ -9,8 +9,8 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::asana::{
-    AsanaClient, AsanaError, CommentDraft, Marker, TokenError, TokenManager, find_marked,
-    post_comment,
+    AsanaClient, AsanaError, CommentDraft, Connections, Marker, TokenError, TokenManager,
+    find_marked, post_comment,
 };
 use crate::context::{Context, ContextError, ContextSource, SourceRef};
 use crate::domain::{AttachRequest, Target};
@@ -66,9 +66,20 @@ pub struct Attached {
     pub context_name: String,
     /// Where the context came from.
     pub source: SourceRef,
+    /// Whose connection wrote it.
+    pub posted_as: PostedAs,
     /// The comments or the field.
     #[serde(flatten)]
     pub written: Written,
+}
+
+/// The connection an attach wrote as.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PostedAs {
+    /// The Asana user's gid.
+    pub user_gid: String,
+    /// Their name.
+    pub name: String,
 }
 
 /// The comments posted, or the field set.
@@ -142,8 +153,8 @@ pub struct CommentSettings {
 /// Everything an attach needs, built once at start.
 #[derive(Debug)]
 pub struct Attacher {
-    /// The connected user's tokens.
-    pub tokens: Arc<TokenManager>,
+    /// Every person's connection.
+    pub connections: Arc<Connections>,
     /// Asana's REST API.
     pub asana: Arc<AsanaClient>,
     /// Where contexts come from; `None` until `MCP_SERVER_URL` or `MCP_SERVER_COMMAND` is set.
@@ -163,31 +174,40 @@ pub struct Attacher {
 }
 
 impl Attacher {
-    /// Fetches the context and writes it to the task, every comment ending with `marker`.
+    /// Fetches the context and writes it to the task as `acting`'s connection, every comment
+    /// ending with `marker`.
     /// With `resume`, an earlier try with the same marker may have written some of it: the
     /// task is searched for each part's marker first and only the missing parts are posted.
     /// A token Asana refuses is refreshed once and the write retried once.
     #[tracing::instrument(level = "debug", skip_all, fields(task_gid = %request.task_gid, context_name = %request.context_name))]
     pub async fn attach(
         &self,
+        acting: &TokenManager,
         request: &AttachRequest,
         marker: &Marker,
         resume: bool,
     ) -> Result<Attached, Failed> {
         let mut wrote = false;
-        let result = self.attach_inner(request, marker, resume, &mut wrote).await;
+        let result = self
+            .attach_inner(acting, request, marker, resume, &mut wrote)
+            .await;
         result.map_err(|error| Failed { error, wrote })
     }
 
     async fn attach_inner(
         &self,
+        acting: &TokenManager,
         request: &AttachRequest,
         marker: &Marker,
         resume: bool,
         wrote: &mut bool,
     ) -> Result<Attached, AttachError> {
         let source = self.source()?;
-        let mut token = self.tokens.access_token().await?;
+        let mut token = acting.access_token().await?;
+        let posted_as = PostedAs {
+            user_gid: acting.user_gid().to_owned(),
+            name: acting.user().map(|user| user.name).unwrap_or_default(),
+        };
         let context = source
             .fetch(&request.context_name, &request.arguments)
             .await?;
@@ -201,7 +221,7 @@ impl Attacher {
                 let mut found = if resume {
                     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
                     let lines = &lines;
-                    self.authorized(&mut token, |token| async move {
+                    self.authorized(acting, &mut token, |token| async move {
                         find_marked(&self.asana, &token, task, lines).await
                     })
                     .await?
@@ -223,13 +243,14 @@ impl Attacher {
                     };
                     *wrote = true;
                     let story = self
-                        .authorized(&mut token, |token| async move {
+                        .authorized(acting, &mut token, |token| async move {
                             post_comment(&self.asana, &self.retry, &token, draft).await
                         })
                         .await?;
                     crate::telemetry::metrics::story_posted();
                     self.remember(&story.gid).await;
                     self.posted.record(PostedStory {
+                        connection: posted_as.user_gid.clone(),
                         story_gid: story.gid.clone(),
                         task_gid: task.as_str().to_owned(),
                         context_name: request.context_name.as_str().to_owned(),
@@ -247,7 +268,7 @@ impl Attacher {
                 let (text, truncated) = field_text(&context.text);
                 let text = &text;
                 *wrote = true;
-                self.authorized(&mut token, |token| async move {
+                self.authorized(acting, &mut token, |token| async move {
                     self.retry
                         .run(
                             || self.asana.set_text_field(&token, task, field, text),
@@ -266,6 +287,7 @@ impl Attacher {
             task_gid: task.to_string(),
             context_name: request.context_name.to_string(),
             source: context.source,
+            posted_as,
             written,
         })
     }
@@ -304,6 +326,11 @@ impl Attacher {
             parts,
             custom_field_text,
         })
+    }
+
+    /// Whether attaching is configured at all (checked before anything else is looked at).
+    pub fn configured(&self) -> Result<(), AttachError> {
+        self.source().map(|_| ())
     }
 
     fn source(&self) -> Result<&ContextSource, AttachError> {
@@ -353,6 +380,7 @@ impl Attacher {
     /// Runs an Asana call; if Asana refuses the token, refreshes once and runs it once more.
     async fn authorized<T, F, Fut>(
         &self,
+        acting: &TokenManager,
         token: &mut SecretString,
         call: F,
     ) -> Result<T, AttachError>
@@ -363,7 +391,7 @@ impl Attacher {
         match call(token.clone()).await {
             Err(AsanaError::Unauthorized) => {
                 tracing::info!("Asana refused the access token; refreshing once");
-                *token = self.tokens.refresh_after_rejection(token).await?;
+                *token = acting.refresh_after_rejection(token).await?;
                 Ok(call(token.clone()).await?)
             }
             result => Ok(result?),

@@ -113,7 +113,7 @@ pub async fn finish(
     };
     state
         .attacher
-        .tokens
+        .connections
         .store_consent(granted, user.clone())
         .await
         .map_err(ConnectError::Store)?;

@@ -12,9 +12,6 @@ const BATCH: usize = 256;
 /// under load instead of one per attach.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// The connection the stories are recorded under (one today; one per person later).
-const CONNECTION: &str = "default";
-
 /// Where attaches hand over the stories they posted.
 #[derive(Debug, Clone)]
 pub struct PostedLog {
@@ -84,7 +81,7 @@ async fn write(store: &Store, batch: &mut Vec<PostedStory>) {
     if batch.is_empty() {
         return;
     }
-    if let Err(error) = store.record_posted(CONNECTION, batch).await {
+    if let Err(error) = store.record_posted(batch).await {
         tracing::warn!(stories = batch.len(), error = %crate::util::cause_chain(&error), "cannot record posted stories");
     }
     batch.clear();

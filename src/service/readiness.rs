@@ -74,7 +74,7 @@ impl Readiness {
                 state.missing_oauth.join(", ")
             ));
         }
-        let connected = match state.attacher.tokens.status().await {
+        let connected = match state.attacher.connections.status().await {
             Ok(()) => true,
             Err(reason) => {
                 attention.push(format!("Asana: {reason}"));

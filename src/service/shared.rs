@@ -1,19 +1,21 @@
 //! What other replicas change, followed through the store: Asana's 429 pause (a pause this
 //! process is asked for is written at once, and the store is read every second, so every
-//! replica holds its calls within about a second of any one seeing a 429), and whether a
-//! webhook has completed its handshake (so every replica remembers its own comments).
+//! replica holds its calls within about a second of any one seeing a 429), whether a webhook
+//! has completed its handshake (so every replica remembers its own comments), and which
+//! connections are connected and which is the default (so a disconnect, or an operator's
+//! `connections default`, holds on every replica within about a second).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::asana::AsanaClient;
+use crate::asana::{AsanaClient, Connections};
 use crate::store::{Store, millis, now_ms};
 use crate::webhooks::HookStore;
 
 /// How often the store is read.
 const POLL: Duration = Duration::from_secs(1);
 
-/// The connection whose pause is shared (one today; one per connection with many users).
+/// Where the pause is kept: one for every connection, since one client makes every call.
 const CONNECTION: &str = "default";
 
 /// Runs until `stop` turns true.
@@ -21,6 +23,7 @@ pub fn spawn(
     store: Store,
     asana: Arc<AsanaClient>,
     hooks: Arc<HookStore>,
+    connections: Arc<Connections>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let mut asked = asana.pauses_asked();
@@ -53,7 +56,10 @@ pub fn spawn(
                                 + Duration::from_millis(u64::try_from(until).unwrap_or(0));
                             asana.pause_until(until.max(SystemTime::now()));
                         }
-                        hooks.refresh().await
+                        match hooks.refresh().await {
+                            Ok(()) => connections.refresh().await,
+                            Err(error) => Err(error),
+                        }
                     }
                     Err(error) => Err(error),
                 },

@@ -35,6 +35,47 @@ pub enum Lease {
     Gone,
 }
 
+/// A connection as listed (no tokens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The Asana user's gid.
+    pub user_gid: String,
+    /// Their name.
+    pub name: String,
+    /// Their email, when Asana shares it.
+    pub email: Option<String>,
+    /// Where it stands.
+    pub state: ConnectionState,
+    /// Whether it acts when nobody is named.
+    pub is_default: bool,
+    /// When it was first made (ms).
+    pub created_at: i64,
+    /// When one of its keys was last used (ms), roughly.
+    pub last_used_at: Option<i64>,
+}
+
+/// Where a connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Its access token is valid.
+    Healthy,
+    /// Its access token expired; the next use refreshes it.
+    Expired,
+    /// Disconnected, or Asana refused its refresh token.
+    Revoked,
+}
+
+impl ConnectionState {
+    /// Its name in listings and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
 /// SHA-256 of a token, in hex: compared instead of the token, which is sealed differently
 /// each time it is written.
 fn token_hash(token: &SecretString) -> String {
@@ -153,7 +194,8 @@ impl Store {
     /// the oldest still connected.
     pub async fn default_connection(&self) -> Result<Option<StoredTokens>, StoreError> {
         let row = sqlx::query(select_tokens!(
-            "WHERE status = 'connected' ORDER BY is_default DESC, created_at ASC LIMIT 1"
+            "WHERE status = 'connected' ORDER BY is_default DESC, created_at ASC, user_gid ASC \
+             LIMIT 1"
         ))
         .fetch_optional(&self.pool)
         .await?;
@@ -177,24 +219,20 @@ impl Store {
         })
     }
 
-    /// Stores a consent: creates or updates the connection of the user who consented and
-    /// makes it the default one (the latest consent acts, as with a single connection).
+    /// Stores a consent: creates or updates the connection of the user who consented, and
+    /// nobody else's. Which connection is the default does not change: it is the one an
+    /// operator marked, else the oldest connected one.
     pub async fn save_consent(&self, tokens: &StoredTokens) -> Result<(), StoreError> {
         let now = now_ms();
         let access = self.sealer.seal(tokens.access_token.expose_secret())?;
         let refresh = self.sealed_refresh(tokens)?;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE connections SET is_default = 0 WHERE user_gid <> $1")
-            .bind(&tokens.user.gid)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(
             "INSERT INTO connections (user_gid, name, email, status, access_token, refresh_token, \
              access_token_hash, expires_at, is_default, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'connected', $4, $5, $8, $6, 1, $7, $7) \
+             VALUES ($1, $2, $3, 'connected', $4, $5, $8, $6, 0, $7, $7) \
              ON CONFLICT (user_gid) DO UPDATE SET name = $2, email = $3, status = 'connected', \
              access_token = $4, refresh_token = $5, access_token_hash = $8, expires_at = $6, \
-             is_default = 1, refresh_owner = NULL, refresh_until = NULL, updated_at = $7",
+             refresh_owner = NULL, refresh_until = NULL, updated_at = $7",
         )
         .bind(&tokens.user.gid)
         .bind(&tokens.user.name)
@@ -204,10 +242,89 @@ impl Store {
         .bind(expires_ms(tokens))
         .bind(now)
         .bind(token_hash(&tokens.access_token))
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
+    }
+
+    /// The gids of every connected user, the default one first (the one marked default,
+    /// else the oldest), then oldest first.
+    pub async fn connected_users(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query(
+            "SELECT user_gid FROM connections WHERE status = 'connected' \
+             ORDER BY is_default DESC, created_at ASC, user_gid ASC",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| Ok(row.try_get("user_gid")?))
+        .collect()
+    }
+
+    /// Marks `user_gid`'s connection as the default one; `false` if it is not connected.
+    pub async fn set_default(&self, user_gid: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let marked = sqlx::query(
+            "UPDATE connections SET is_default = 1 WHERE user_gid = $1 AND status = 'connected'",
+        )
+        .bind(user_gid)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if marked {
+            sqlx::query("UPDATE connections SET is_default = 0 WHERE user_gid <> $1")
+                .bind(user_gid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(marked)
+    }
+
+    /// The gid of the connection `who` names: a user gid or an email (any case).
+    pub async fn find_user(&self, who: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT user_gid FROM connections WHERE user_gid = $1 OR LOWER(email) = LOWER($1) \
+             ORDER BY created_at ASC LIMIT 1",
+        )
+        .bind(who)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| row.try_get("user_gid"))
+        .transpose()?)
+    }
+
+    /// Every connection, oldest first, without its tokens.
+    pub async fn list_connections(&self) -> Result<Vec<ConnectionInfo>, StoreError> {
+        let default = self.connected_users().await?.into_iter().next();
+        let rows = sqlx::query(
+            "SELECT c.user_gid, c.name, c.email, c.status, c.expires_at, c.created_at, \
+             (SELECT MAX(k.last_used_at) FROM api_keys k WHERE k.user_gid = c.user_gid) AS last_used \
+             FROM connections c ORDER BY c.created_at ASC, c.user_gid ASC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let user_gid: String = row.try_get("user_gid")?;
+                let status: String = row.try_get("status")?;
+                let expires_at: i64 = row.try_get("expires_at")?;
+                Ok(ConnectionInfo {
+                    is_default: default.as_deref() == Some(user_gid.as_str()),
+                    state: match status.as_str() {
+                        "connected" if expires_at > now_ms() => ConnectionState::Healthy,
+                        "connected" => ConnectionState::Expired,
+                        _ => ConnectionState::Revoked,
+                    },
+                    user_gid,
+                    name: row.try_get("name")?,
+                    email: row.try_get("email")?,
+                    created_at: row.try_get("created_at")?,
+                    last_used_at: row.try_get("last_used")?,
+                })
+            })
+            .collect()
     }
 
     /// Asks for the right to refresh `user_gid`'s tokens for `lease`, if they still hold
@@ -322,6 +439,31 @@ impl Store {
         .bind(user_gid)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Disconnects `user_gid`: its tokens are dropped, its keys revoked and it is no longer
+    /// the default; the row stays, marked revoked, so a later consent keeps its place.
+    pub async fn disconnect(&self, user_gid: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE connections SET status = 'revoked', access_token = NULL, \
+             refresh_token = NULL, access_token_hash = NULL, refresh_owner = NULL, \
+             refresh_until = NULL, is_default = 0, updated_at = $1 WHERE user_gid = $2",
+        )
+        .bind(now)
+        .bind(user_gid)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE user_gid = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_gid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

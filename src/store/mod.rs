@@ -2,6 +2,7 @@
 //! install), PostgreSQL when `DATABASE_URL` names one, so that any number of replicas share
 //! it. Migrations are embedded in the binary and applied at start.
 
+mod api_keys;
 mod connections;
 mod consents;
 mod hooks;
@@ -22,7 +23,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
-pub use connections::Lease;
+pub use api_keys::KeyOwner;
+pub use connections::{ConnectionInfo, ConnectionState, Lease};
 pub use hooks::Hook;
 pub use jobs::JobRow;
 pub use keys::{KeyRow, KeyState};
@@ -90,7 +92,7 @@ pub struct Report {
 }
 
 /// The tables `store check` counts, with the query that counts each.
-const TABLES: [(&str, &str); 8] = [
+const TABLES: [(&str, &str); 9] = [
     ("connections", "SELECT COUNT(*) AS n FROM connections"),
     (
         "idempotency_keys",
@@ -102,6 +104,7 @@ const TABLES: [(&str, &str); 8] = [
     ("webhook_hooks", "SELECT COUNT(*) AS n FROM webhook_hooks"),
     ("posted_stories", "SELECT COUNT(*) AS n FROM posted_stories"),
     ("webhook_jobs", "SELECT COUNT(*) AS n FROM webhook_jobs"),
+    ("api_keys", "SELECT COUNT(*) AS n FROM api_keys"),
 ];
 
 /// How long the record of a posted comment is kept.

@@ -9,6 +9,7 @@ use super::{Engine, Store, StoreError};
 /// A story as it travels to the database, inside one JSON array for the whole batch.
 #[derive(Serialize)]
 struct Wire<'a> {
+    n: &'a str,
     s: &'a str,
     t: &'a str,
     c: &'a str,
@@ -19,6 +20,8 @@ struct Wire<'a> {
 /// One comment the linker posted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostedStory {
+    /// The connection (Asana user gid) it was posted as.
+    pub connection: String,
     /// The comment's gid.
     pub story_gid: String,
     /// The task it is on.
@@ -36,17 +39,14 @@ impl Store {
     /// left as it is). They travel as one JSON parameter: a statement per row would be a
     /// round trip each (to SQLite's worker thread), and one placeholder per value costs SQLite
     /// a scan of every placeholder name per value bound.
-    pub async fn record_posted(
-        &self,
-        connection: &str,
-        stories: &[PostedStory],
-    ) -> Result<(), StoreError> {
+    pub async fn record_posted(&self, stories: &[PostedStory]) -> Result<(), StoreError> {
         if stories.is_empty() {
             return Ok(());
         }
         let rows: Vec<Wire<'_>> = stories
             .iter()
             .map(|story| Wire {
+                n: &story.connection,
                 s: &story.story_gid,
                 t: &story.task_gid,
                 c: &story.context_name,
@@ -57,10 +57,11 @@ impl Store {
         let json = serde_json::to_string(&rows)?;
         let rows_from_json = match self.url.engine() {
             Engine::Sqlite => {
-                "SELECT value ->> '$.s', $2, value ->> '$.t', value ->> '$.c', value ->> '$.m',                  value ->> '$.p' FROM json_each($1) WHERE true"
+                "SELECT value ->> '$.s', value ->> '$.n', value ->> '$.t', value ->> '$.c', value ->> '$.m',                  value ->> '$.p' FROM json_each($1) WHERE true"
             }
             Engine::Postgres => {
-                "SELECT s, $2, t, c, m, p FROM json_to_recordset($1::json)                  AS x(s text, t text, c text, m text, p bigint)"
+                "SELECT s, n, t, c, m, p FROM json_to_recordset($1::json) \
+                 AS x(n text, s text, t text, c text, m text, p bigint)"
             }
         };
         let sql = format!(
@@ -69,7 +70,6 @@ impl Store {
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(json)
-            .bind(connection)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -82,8 +82,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<PostedStory>, StoreError> {
         let rows = sqlx::query(
-            "SELECT story_gid, task_gid, context_name, marker, posted_at FROM posted_stories \
-             WHERE connection = $1 ORDER BY posted_at DESC, story_gid DESC LIMIT $2",
+            "SELECT connection, story_gid, task_gid, context_name, marker, posted_at \
+             FROM posted_stories WHERE connection = $1 ORDER BY posted_at DESC, story_gid DESC LIMIT $2",
         )
         .bind(connection)
         .bind(limit)
@@ -92,6 +92,7 @@ impl Store {
         rows.iter()
             .map(|row| {
                 Ok(PostedStory {
+                    connection: row.try_get("connection")?,
                     story_gid: row.try_get("story_gid")?,
                     task_gid: row.try_get("task_gid")?,
                     context_name: row.try_get("context_name")?,

@@ -67,12 +67,24 @@ fn tokens(user: &str, access: &str, valid_for: Duration) -> StoredTokens {
     }
 }
 
+/// Connects Asana user `user` (a consent with tokens valid for an hour).
+pub async fn connect(store: &Store, user: &str) {
+    store
+        .save_consent(&tokens(
+            user,
+            &format!("a{user}"),
+            Duration::from_secs(3600),
+        ))
+        .await
+        .expect("consent");
+}
+
 fn access(tokens: &StoredTokens) -> &str {
     tokens.access_token.expose_secret()
 }
 
 #[tokio::test]
-async fn the_latest_consent_is_the_default_connection_and_each_user_has_one_row() {
+async fn the_first_connection_is_the_default_until_another_is_marked_or_it_disconnects() {
     for (store, _dir) in engines().await {
         let engine = store.url().engine();
         assert!(store.default_connection().await.expect("read").is_none());
@@ -95,14 +107,40 @@ async fn the_latest_consent_is_the_default_connection_and_each_user_has_one_row(
             .expect("one");
         assert_eq!(
             (default.user.gid.as_str(), access(&default)),
-            ("2", "b2"),
-            "{engine}"
+            ("1", "a1"),
+            "{engine}: a later consent changes nothing for the first"
         );
-        let first = store.connection("1").await.expect("read").expect("kept");
-        assert_eq!(access(&first), "a1", "{engine}");
+        let second = store.connection("2").await.expect("read").expect("kept");
+        assert_eq!(access(&second), "b2", "{engine}");
         let report = store.report().await.expect("report");
         assert_eq!(report.rows[0], ("connections", 2), "{engine}");
-        assert_eq!(report.schema_version, 2, "{engine}");
+        assert_eq!(report.schema_version, 3, "{engine}");
+
+        assert!(store.set_default("2").await.expect("mark"));
+        assert!(!store.set_default("3").await.expect("not connected"));
+        assert_eq!(store.connected_users().await.expect("read"), ["2", "1"]);
+        store.disconnect("2").await.expect("disconnect");
+        assert_eq!(
+            store.connected_users().await.expect("read"),
+            ["1"],
+            "{engine}"
+        );
+        assert_eq!(
+            store.find_user("1").await.expect("find").as_deref(),
+            Some("1")
+        );
+        let listed = store.list_connections().await.expect("list");
+        assert_eq!(
+            listed
+                .iter()
+                .map(|c| (c.user_gid.as_str(), c.state, c.is_default))
+                .collect::<Vec<_>>(),
+            [
+                ("1", ConnectionState::Healthy, true),
+                ("2", ConnectionState::Revoked, false)
+            ],
+            "{engine}"
+        );
     }
 }
 
@@ -403,6 +441,7 @@ async fn posted_stories_are_recorded_once_and_read_newest_first() {
     for (store, _dir) in engines().await {
         let engine = store.url().engine();
         let story = |gid: &str, at: i64| PostedStory {
+            connection: "default".to_owned(),
             story_gid: gid.to_owned(),
             task_gid: "1".to_owned(),
             context_name: "n".to_owned(),
@@ -410,11 +449,11 @@ async fn posted_stories_are_recorded_once_and_read_newest_first() {
             posted_at: at,
         };
         store
-            .record_posted("default", &[story("1", 10), story("2", 20)])
+            .record_posted(&[story("1", 10), story("2", 20)])
             .await
             .expect("record");
         store
-            .record_posted("default", &[story("2", 99), story("3", 30)])
+            .record_posted(&[story("2", 99), story("3", 30)])
             .await
             .expect("record again");
 
@@ -427,10 +466,7 @@ async fn posted_stories_are_recorded_once_and_read_newest_first() {
         // A big batch, with a text that needs escaping, goes in whole.
         let mut many: Vec<PostedStory> = (100..1100).map(|i| story(&i.to_string(), i)).collect();
         many[0].context_name = "quote \" and \\ and ünïcode".to_owned();
-        store
-            .record_posted("default", &many)
-            .await
-            .expect("record many");
+        store.record_posted(&many).await.expect("record many");
         let latest = store.latest_posted("default", 2000).await.expect("read");
         assert_eq!(latest.len(), 1003, "{engine}");
         assert_eq!(latest.last(), Some(&story("1", 10)));

@@ -1,5 +1,5 @@
-//! Random identifiers: webhook hook ids ([`hex_id`]), and request ids and attach markers
-//! ([`quick_id`]), made on every request.
+//! Random identifiers: webhook hook ids ([`hex_id`]), request ids and attach markers
+//! ([`quick_id`]), made on every request, and secrets ([`secret_hex`]).
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
@@ -30,6 +30,14 @@ pub fn quick_id() -> String {
         };
         hex(next(), next())
     })
+}
+
+/// `bytes` random bytes from the operating system, in hex: for secrets (personal keys).
+pub fn secret_hex(bytes: usize) -> String {
+    use chacha20poly1305::aead::rand_core::RngCore;
+    let mut buffer = vec![0u8; bytes];
+    chacha20poly1305::aead::OsRng.fill_bytes(&mut buffer);
+    buffer.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn seed() -> u64 {

@@ -77,7 +77,13 @@ pub async fn register(
         hook_id.as_str()
     );
     state.hooks.announce(&hook_id, resource, &target).await?;
-    let token = state.attacher.tokens.access_token().await?;
+    let token = state
+        .attacher
+        .connections
+        .default()
+        .await?
+        .access_token()
+        .await?;
     let created = state
         .attacher
         .asana
@@ -104,7 +110,13 @@ pub async fn register(
 
 /// The workspace's webhooks, as Asana lists them.
 pub async fn list(state: &AppState, workspace: &str) -> Result<Vec<WebhookInfo>, AdminError> {
-    let token = state.attacher.tokens.access_token().await?;
+    let token = state
+        .attacher
+        .connections
+        .default()
+        .await?
+        .access_token()
+        .await?;
     Ok(state
         .attacher
         .asana
@@ -114,7 +126,13 @@ pub async fn list(state: &AppState, workspace: &str) -> Result<Vec<WebhookInfo>,
 
 /// Deletes a webhook in Asana and forgets its secret.
 pub async fn delete(state: &AppState, webhook_gid: &str) -> Result<(), AdminError> {
-    let token = state.attacher.tokens.access_token().await?;
+    let token = state
+        .attacher
+        .connections
+        .default()
+        .await?
+        .access_token()
+        .await?;
     state
         .attacher
         .asana

@@ -207,7 +207,14 @@ async fn comment_command(
         tracing::debug!(story_gid, "the linker's own comment; no rule applies");
         return None;
     }
-    let token = match state.attacher.tokens.access_token().await {
+    let acting = match state.attacher.connections.default().await {
+        Ok(acting) => acting,
+        Err(error) => {
+            tracing::error!(story_gid, %error, "cannot read the story: no Asana connection");
+            return None;
+        }
+    };
+    let token = match acting.access_token().await {
         Ok(token) => token,
         Err(error) => {
             tracing::error!(story_gid, %error, "cannot read the story: no Asana token");
@@ -266,7 +273,19 @@ async fn attach(
     };
     // One marker per event and context: a redelivered event is recognised in Asana too.
     let marker = Marker::for_key(&format!("{identity}/{name}"));
-    match state.attacher.attach(&request, &marker, resume).await {
+    // Webhook rules act as the default connection (the one that registers hooks).
+    let acting = match state.attacher.connections.default().await {
+        Ok(acting) => acting,
+        Err(error) => {
+            tracing::error!(identity, task, context = name, %error, "webhook attach skipped: no Asana connection");
+            return;
+        }
+    };
+    match state
+        .attacher
+        .attach(&acting, &request, &marker, resume)
+        .await
+    {
         Ok(attached) => {
             tracing::info!(identity, task, context = name, ?attached.written, "attached by webhook")
         }

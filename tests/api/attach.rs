@@ -43,6 +43,7 @@ async fn attach_posts_plain_text_in_a_data_envelope_and_answers_201() {
             "story_gids": ["555"],
             "task_gid": "1234567890",
             "context_name": "design_notes",
+            "posted_as": {"user_gid": "42", "name": "Ada Lovelace"},
             "source": {"kind": "rest", "name": "design_notes"}
         })
     );

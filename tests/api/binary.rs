@@ -983,7 +983,7 @@ async fn attach_one_shot_posts_and_prints_where() {
     )
     .await
     .expect("store");
-    let posted = store.latest_posted("default", 10).await.expect("read");
+    let posted = store.latest_posted(crate::helpers::USER_GID, 10).await.expect("read");
     assert_eq!(
         posted
             .iter()

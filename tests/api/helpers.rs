@@ -23,6 +23,8 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 });
 
 pub const ACCESS_TOKEN: &str = "access-token-1";
+/// The Asana user of the seeded connection.
+pub const USER_GID: &str = "42";
 pub const REFRESH_TOKEN: &str = "refresh-token-1";
 pub const CLIENT_ID: &str = "client-123";
 pub const CLIENT_SECRET: &str = "client-secret-xyz";
@@ -160,7 +162,7 @@ pub fn stored_tokens(access: &str, refresh: Option<&str>, valid_for: Duration) -
         refresh_token: refresh.map(SecretString::from),
         expires_at: SystemTime::now() + valid_for,
         user: AsanaUser {
-            gid: "42".into(),
+            gid: USER_GID.into(),
             name: "Ada Lovelace".into(),
             email: Some("ada@example.com".into()),
         },
@@ -254,7 +256,7 @@ impl TestApp {
             .expect("the store opens");
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let posted = store.latest_posted("default", 100).await.expect("read");
+            let posted = store.latest_posted(USER_GID, 100).await.expect("read");
             if !posted.is_empty() || Instant::now() > deadline {
                 return posted;
             }

@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::asana::Marker;
+use crate::asana::{TokenError, TokenManager};
 use crate::domain::{AttachRequest, AttachRequestBody};
-use crate::http::access::ApiAccess;
+use crate::http::access::{Actor, ApiAccess};
 use crate::http::error::{ApiError, ApiJson};
 use crate::idempotency::{IdempotencyKey, Keep, Once, Outcome, fingerprint};
 use crate::service::attach::{Attached, Preview};
@@ -42,11 +43,14 @@ use crate::util::run_to_end::RunToEnd;
     ))]
 pub async fn attach(
     State(state): State<Arc<AppState>>,
-    _: ApiAccess,
+    ApiAccess(actor): ApiAccess,
     IdempotencyHeader(key): IdempotencyHeader,
-    ApiJson(body): ApiJson<AttachRequestBody>,
+    ApiJson(mut body): ApiJson<AttachRequestBody>,
 ) -> Result<Response, ApiError> {
+    let acting_as = body.acting_as.take();
     let request = AttachRequest::try_from(body)?;
+    state.attacher.configured()?;
+    let acting = acting(&state, actor, acting_as.as_deref()).await?;
     let deadline = state.request_deadline;
     // Once it writes to Asana, the attach must run to its end and record its outcome, whether
     // or not the client is still there to read it: dropped (hang-up, deadline), it carries on
@@ -54,7 +58,7 @@ pub async fn attach(
     let (answer, answered) = tokio::sync::oneshot::channel();
     let id = request_id::current().unwrap_or_default();
     let attach = RunToEnd::new(request_id::scope(id, async move {
-        let _ = answer.send(run_keyed(state, request, key).await);
+        let _ = answer.send(run_keyed(state, acting, request, key).await);
     }));
     let answered = async {
         attach.await;
@@ -69,27 +73,60 @@ pub async fn attach(
     }
 }
 
-/// Where clients' keys are claimed (one connection today; per connection with many users).
-pub(crate) const ATTACH_SCOPE: &str = "default";
+/// The connection an attach acts as: a personal key's owner, or for the operator the one
+/// `as` names (a user gid or email), else the default one.
+async fn acting(
+    state: &AppState,
+    actor: Actor,
+    acting_as: Option<&str>,
+) -> Result<Arc<TokenManager>, ApiError> {
+    let connections = &state.attacher.connections;
+    match (actor, acting_as) {
+        (Actor::Person(user_gid), named) => {
+            let acting = connections.get(&user_gid).await?;
+            let own = acting.user();
+            let names_owner = |who: &str| {
+                who == user_gid
+                    || own
+                        .as_ref()
+                        .and_then(|user| user.email.as_deref())
+                        .is_some_and(|email| email.eq_ignore_ascii_case(who))
+            };
+            if named.is_some_and(|who| !names_owner(who)) {
+                return Err(ApiError::Forbidden(
+                    "a personal key acts only as its owner; only the operator key may name another connection in \"as\"",
+                ));
+            }
+            Ok(acting)
+        }
+        (Actor::Operator, Some(who)) => connections.find(who).await.map_err(|error| match error {
+            TokenError::NotConnected(reason) => ApiError::ConnectionNotFound(reason),
+            other => other.into(),
+        }),
+        (Actor::Operator, None) => Ok(connections.default().await?),
+    }
+}
 
-/// The attach, once per `Idempotency-Key` when there is one.
+/// The attach, once per `Idempotency-Key` when there is one; keys are the acting
+/// connection's own.
 async fn run_keyed(
     state: Arc<AppState>,
+    acting: Arc<TokenManager>,
     request: AttachRequest,
     key: Option<IdempotencyKey>,
 ) -> Result<Response, ApiError> {
     let Some(key) = key else {
-        let result = run(&state, &request, &Marker::random(), false).await;
+        let result = run(&state, &acting, &request, &Marker::random(), false).await;
         return Ok(respond(result.map_err(|refused| refused.error)));
     };
     let marker = Marker::for_key(key.as_str());
     let once = state
         .idempotency
         .run_once(
-            ATTACH_SCOPE,
+            acting.user_gid(),
             &key,
             &fingerprint(&request.canonical()),
-            |resume| run(&state, &request, &marker, resume),
+            |resume| run(&state, &acting, &request, &marker, resume),
             outcome,
         )
         .await?;
@@ -131,6 +168,7 @@ struct Refused {
 
 async fn run(
     state: &AppState,
+    acting: &TokenManager,
     request: &AttachRequest,
     marker: &Marker,
     resume: bool,
@@ -138,7 +176,7 @@ async fn run(
     // Not boxed here: `RunToEnd` already keeps the whole attach on the heap.
     state
         .attacher
-        .attach(request, marker, resume)
+        .attach(acting, request, marker, resume)
         .await
         .map_err(|failed| Refused {
             wrote: failed.wrote,

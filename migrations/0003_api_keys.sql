@@ -1,0 +1,13 @@
+-- Personal API keys: only a SHA-256 of each key is kept. A key acts as its connection.
+CREATE TABLE api_keys (
+    key_hash TEXT PRIMARY KEY,
+    user_gid TEXT NOT NULL,
+    -- The key's first characters, to tell keys apart in listings (never enough to use it).
+    prefix TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    -- Updated coarsely (at most about once a minute), not on every request.
+    last_used_at BIGINT,
+    revoked_at BIGINT
+);
+
+CREATE INDEX api_keys_user_gid ON api_keys (user_gid);
