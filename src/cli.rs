@@ -293,14 +293,20 @@ async fn serve(settings: &Settings) -> ExitCode {
     }
 }
 
-/// Opens the store for a command that reads or changes connections.
+/// Opens the store for a command that reads or changes connections (importing the token
+/// file of an earlier version, as the server does at start).
 async fn open_store(settings: &Settings) -> Result<Store, ExitCode> {
-    Store::open_and_migrate(&settings.database_url, settings.store_sealer.clone())
-        .await
-        .map_err(|error| {
-            println!("✗ store {}: {}", settings.database_url, cause_chain(&error));
-            ExitCode::from(exit::STORE_UNAVAILABLE)
-        })
+    let opened = async {
+        let store =
+            Store::open_and_migrate(&settings.database_url, settings.store_sealer.clone()).await?;
+        let file = crate::asana::TokenFile::new(settings.token_store_path.clone());
+        crate::asana::import_token_file(&store, file).await?;
+        Ok::<_, crate::store::StoreError>(store)
+    };
+    opened.await.map_err(|error| {
+        println!("✗ store {}: {}", settings.database_url, cause_chain(&error));
+        ExitCode::from(exit::STORE_UNAVAILABLE)
+    })
 }
 
 /// The gid of the connection `who` names, or the exit code that says it is unknown.

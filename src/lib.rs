@@ -18,3 +18,4 @@ pub mod webhooks;
 
 pub use app::{AppState, Application};
 pub use config::Settings;
+pub use service::keys::PersonalKeys;

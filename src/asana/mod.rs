@@ -18,4 +18,4 @@ pub use consent::{PendingConsents, PendingError};
 pub use marker::Marker;
 pub use oauth::{AsanaOAuth, Consent, OAuthError};
 pub use token_file::{AsanaUser, StoredTokens, TokenFile, TokenFileError};
-pub use tokens::{TokenError, TokenManager, TokenSettings};
+pub use tokens::{TokenError, TokenManager, TokenSettings, import_token_file};

@@ -983,7 +983,10 @@ async fn attach_one_shot_posts_and_prints_where() {
     )
     .await
     .expect("store");
-    let posted = store.latest_posted(crate::helpers::USER_GID, 10).await.expect("read");
+    let posted = store
+        .latest_posted(crate::helpers::USER_GID, 10)
+        .await
+        .expect("read");
     assert_eq!(
         posted
             .iter()
@@ -1187,4 +1190,125 @@ async fn a_webhook_event_accepted_before_a_kill_9_mid_post_is_finished_after_the
         1,
         "one comment, after a kill and a redelivery"
     );
+}
+
+#[tokio::test]
+async fn connections_and_keys_are_managed_from_the_command_line() {
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/1.0/tasks/1/stories"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            "Bearer grace-access",
+        ))
+        .respond_with(
+            wiremock::ResponseTemplate::new(201).set_body_json(json!({"data": {"gid": "6"}})),
+        )
+        .expect(1)
+        .mount(&upstreams.asana)
+        .await;
+    let stdout =
+        |output: &std::process::Output| String::from_utf8_lossy(&output.stdout).into_owned();
+    // The first command imports Ada's token file; then Grace consents (as the server would
+    // store her consent).
+    let listed_alone = run_command(&upstreams, &["connections", "list"], &[]);
+    let store = Store::open(
+        &DatabaseUrl::parse(&upstreams.vars["DATABASE_URL"]).expect("url"),
+        Sealer::default(),
+    )
+    .await
+    .expect("store");
+    let mut grace = stored_tokens(
+        "grace-access",
+        Some("grace-refresh"),
+        Duration::from_secs(3600),
+    );
+    grace.user = mcp_asana_linker::asana::AsanaUser {
+        gid: "77".into(),
+        name: "Grace Hopper".into(),
+        email: Some("grace@example.com".into()),
+    };
+    store.save_consent(&grace).await.expect("consent");
+
+    let key = run_command(
+        &upstreams,
+        &["keys", "create", "--as", "grace@example.com"],
+        &[],
+    );
+    let key_text = stdout(&key).trim().to_owned();
+    assert!(
+        key_text.starts_with("mal_") && key_text.len() == 44,
+        "{key_text}"
+    );
+    let owner = mcp_asana_linker::PersonalKeys::new(store.clone())
+        .owner(&secrecy::SecretString::from(key_text.clone()))
+        .await
+        .expect("check");
+    assert_eq!(
+        owner.as_deref(),
+        Some("77"),
+        "the printed key acts as Grace"
+    );
+
+    let unknown = run_command(&upstreams, &["keys", "create", "--as", "nobody"], &[]);
+    let marked = run_command(&upstreams, &["connections", "default", "77"], &[]);
+    let listed = run_command(&upstreams, &["connections", "list"], &[]);
+    let attached = run_command(
+        &upstreams,
+        &["attach", "--task", "1", "--context", "n", "--as", "77"],
+        &[],
+    );
+    let revoked = run_command(
+        &upstreams,
+        &["connections", "revoke", "grace@example.com"],
+        &[],
+    );
+    let after = run_command(&upstreams, &["connections", "list"], &[]);
+
+    assert!(
+        stdout(&listed_alone).contains("42\tAda Lovelace\tada@example.com\thealthy\t-\tdefault"),
+        "{}",
+        stdout(&listed_alone)
+    );
+    assert_eq!(unknown.status.code(), Some(4));
+    assert_eq!(marked.status.code(), Some(0), "{}", stdout(&marked));
+    let listed = stdout(&listed);
+    assert!(
+        listed.contains("77\tGrace Hopper\tgrace@example.com\thealthy\t"),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("77\t") && l.ends_with("\tdefault")),
+        "{listed}"
+    );
+    assert!(
+        !listed
+            .lines()
+            .any(|l| l.starts_with("42\t") && l.ends_with("\tdefault")),
+        "{listed}"
+    );
+    assert_eq!(
+        attached.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&attached.stderr)
+    );
+    assert_eq!(revoked.status.code(), Some(0));
+    let after = stdout(&after);
+    assert!(
+        after.contains("77\tGrace Hopper\tgrace@example.com\trevoked\t"),
+        "{after}"
+    );
+    assert!(
+        after
+            .lines()
+            .any(|l| l.starts_with("42\t") && l.ends_with("\tdefault")),
+        "the oldest left is the default again: {after}"
+    );
+    let owner = mcp_asana_linker::PersonalKeys::new(store)
+        .owner(&secrecy::SecretString::from(key_text))
+        .await
+        .expect("check");
+    assert_eq!(owner, None, "the key died with the connection");
 }

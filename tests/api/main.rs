@@ -11,6 +11,7 @@ mod mcp_fixture;
 mod oauth;
 mod openapi_conformance;
 mod operations;
+mod people;
 mod refresh;
 mod replicas;
 mod resilience;

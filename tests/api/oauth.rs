@@ -16,7 +16,7 @@ use crate::helpers::{
 };
 
 /// What `/asana/oauth/authorize` handed to the browser.
-struct Started {
+pub struct Started {
     location: Url,
     params: HashMap<String, String>,
     set_cookie: String,
@@ -28,7 +28,7 @@ impl Started {
     }
 }
 
-async fn start_consent(app: &TestApp) -> Started {
+pub async fn start_consent(app: &TestApp) -> Started {
     let response = app
         .client
         .get(format!("{}/asana/oauth/authorize", app.address))
@@ -69,7 +69,7 @@ async fn callback(app: &TestApp, query: &str, cookie_state: Option<&str>) -> req
 }
 
 /// The browser that started `started` comes back with `params` and the consent's state.
-async fn return_to(app: &TestApp, started: &Started, params: &str) -> reqwest::Response {
+pub async fn return_to(app: &TestApp, started: &Started, params: &str) -> reqwest::Response {
     let query = format!("{params}&state={}", started.state());
     callback(app, &query, Some(started.state())).await
 }

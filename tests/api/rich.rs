@@ -308,7 +308,10 @@ async fn the_header_names_the_kind_of_source_never_its_credentials_or_host() {
         preview.text().await.expect("body")
     );
     for text in [&posted, &answers] {
-        assert!(!text.contains("s3cret") && !text.contains("user:"), "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("user:"),
+            "{text}"
+        );
         assert!(
             !text.contains("127.0.0.1"),
             "no host unless opted in: {text}"

@@ -30,8 +30,9 @@ use crate::util::run_to_end::RunToEnd;
         (status = 201, description = "Comment(s) posted", body = Attached),
         (status = 200, description = "Custom field set", body = Attached),
         (status = 400, description = "Invalid request", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Context or task not found", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong API key (operator or personal), or a personal key revoked", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "A personal key named another connection in `as` (`forbidden`)", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Context or task not found, or `as` names no connection (`connection_not_found`)", body = crate::http::openapi::ErrorBody),
         (status = 413, description = "Body or context too large", body = crate::http::openapi::ErrorBody),
         (status = 415, description = "Body is not application/json", body = crate::http::openapi::ErrorBody),
         (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_in_flight`); retry after `Retry-After`", body = crate::http::openapi::ErrorBody),
@@ -83,7 +84,17 @@ async fn acting(
     let connections = &state.attacher.connections;
     match (actor, acting_as) {
         (Actor::Person(user_gid), named) => {
-            let acting = connections.get(&user_gid).await?;
+            // A disconnected person's keys are revoked with the connection, and every replica
+            // drops the connection within a second, before it re-reads the key.
+            let acting = connections
+                .get(&user_gid)
+                .await
+                .map_err(|error| match error {
+                    TokenError::NotConnected(_) => ApiError::Unauthorized(
+                        "the personal key is not valid: its connection was disconnected",
+                    ),
+                    other => other.into(),
+                })?;
             let own = acting.user();
             let names_owner = |who: &str| {
                 who == user_gid

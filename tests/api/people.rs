@@ -1,0 +1,224 @@
+//! Many people, one linker: each consent is its own connection, the first stays the default
+//! until an operator marks another, the operator key acts as anyone it names with `as`, and a
+//! personal key acts as its owner only, until it is revoked.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use mcp_asana_linker::asana::{AsanaUser, StoredTokens};
+use mcp_asana_linker::store::Store;
+use mcp_asana_linker::{PersonalKeys, Settings};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::{
+    ACCESS_TOKEN, STORIES_PATH, Seed, TOKEN_PATH, TestApp, spawn_app_with, story,
+};
+use crate::oauth::{return_to, start_consent};
+
+const GRACE: &str = "77";
+const GRACE_TOKEN: &str = "grace-access";
+
+/// The app's store, as another process (the CLI) opens it.
+async fn store(app: &TestApp) -> Store {
+    let settings = Settings::from_vars(app.vars.clone()).expect("settings");
+    Store::open(&settings.database_url, settings.store_sealer)
+        .await
+        .expect("store")
+}
+
+/// Ada (user 42) is connected; Grace (user 77) connects through the browser.
+async fn two_people(extra: &[(&str, &str)]) -> TestApp {
+    let app = spawn_app_with(Seed::Tokens(Duration::from_secs(3600)), extra).await;
+    app.mount_context("design_notes", "notes").await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": GRACE_TOKEN, "refresh_token": "grace-refresh",
+            "token_type": "bearer", "expires_in": 3600,
+            "data": {"gid": GRACE, "name": "Grace Hopper", "email": "grace@example.com"}
+        })))
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+    let started = start_consent(&app).await;
+    let page = return_to(&app, &started, "code=the-code").await;
+    assert_eq!(page.status(), 200);
+    app
+}
+
+/// Comments posted with `token` answer 201; each must be posted `times` times.
+async fn expect_posts_with(app: &TestApp, token: &str, times: u64) {
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .and(header("authorization", format!("Bearer {token}")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(story("900")))
+        .expect(times)
+        .named(format!("comments posted with {token}"))
+        .mount(&app.asana)
+        .await;
+}
+
+async fn attach(app: &TestApp, bearer: Option<&str>, body: Value) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(format!("{}/asana/attach-context", app.address))
+        .json(&body);
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    request.send().await.expect("sent")
+}
+
+fn body(acting_as: Option<&str>) -> Value {
+    let mut body = json!({"task_gid": "1234567890", "context_name": "design_notes"});
+    if let Some(who) = acting_as {
+        body["as"] = json!(who);
+    }
+    body
+}
+
+async fn posted_as(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.expect("JSON");
+    (status, answer["posted_as"]["user_gid"].clone())
+}
+
+#[tokio::test]
+async fn a_second_persons_consent_adds_a_connection_and_the_first_stays_the_default() {
+    let app = two_people(&[("LINKER_API_KEY", "operator-key")]).await;
+    expect_posts_with(&app, ACCESS_TOKEN, 1).await;
+    expect_posts_with(&app, GRACE_TOKEN, 2).await;
+
+    let unnamed = attach(&app, Some("operator-key"), body(None)).await;
+    let by_email = attach(&app, Some("operator-key"), body(Some("GRACE@example.com"))).await;
+    let by_gid = attach(&app, Some("operator-key"), body(Some(GRACE))).await;
+    let nobody = attach(&app, Some("operator-key"), body(Some("nobody@example.com"))).await;
+
+    assert_eq!(
+        posted_as(unnamed).await,
+        (201, json!("42")),
+        "Ada's tokens are untouched"
+    );
+    assert_eq!(posted_as(by_email).await, (201, json!(GRACE)));
+    assert_eq!(posted_as(by_gid).await, (201, json!(GRACE)));
+    assert_eq!(nobody.status(), 404);
+    let answer: Value = nobody.json().await.expect("JSON");
+    assert_eq!(answer["error"]["code"], "connection_not_found");
+}
+
+#[tokio::test]
+async fn an_operator_marked_default_acts_for_the_operator_key_within_seconds() {
+    let app = two_people(&[]).await;
+    expect_posts_with(&app, GRACE_TOKEN, 1).await;
+    // `connections default 77`, run by the operator as another process.
+    assert!(store(&app).await.set_default(GRACE).await.expect("mark"));
+
+    let listed = store(&app).await.list_connections().await.expect("list");
+    assert!(listed.iter().any(|c| c.user_gid == GRACE && c.is_default));
+
+    // The server follows the store every second: until then it still posts as Ada, whose
+    // posts the fake does not accept.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let answer = loop {
+        let response = attach(&app, None, body(None)).await;
+        if response.status() == 201 || Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(posted_as(answer).await, (201, json!(GRACE)));
+}
+
+#[tokio::test]
+async fn a_personal_key_posts_as_its_owner_only_and_stops_working_once_disconnected() {
+    let app = two_people(&[("LINKER_API_KEY", "operator-key")]).await;
+    let before_disconnect = Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .and(header("authorization", format!("Bearer {GRACE_TOKEN}")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(story("900")))
+        .expect(2)
+        .mount_as_scoped(&app.asana)
+        .await;
+    let store = store(&app).await;
+    let issued = PersonalKeys::new(store.clone())
+        .issue(GRACE)
+        .await
+        .expect("issue");
+    let key = issued.key.expose_secret();
+
+    let own = attach(&app, Some(key), body(None)).await;
+    let named_self = attach(&app, Some(key), body(Some("grace@example.com"))).await;
+    let as_ada = attach(&app, Some(key), body(Some("42"))).await;
+    let forged = attach(&app, Some(&format!("{key}0")), body(None)).await;
+
+    assert_eq!(
+        posted_as(own).await,
+        (201, json!(GRACE)),
+        "the fake saw Grace's token"
+    );
+    assert_eq!(posted_as(named_self).await, (201, json!(GRACE)));
+    assert_eq!(
+        as_ada.status(),
+        403,
+        "a personal key acts only as its owner"
+    );
+    assert_eq!(forged.status(), 401);
+    drop(before_disconnect);
+
+    // `connections revoke 77`, from another process: the key stops working within seconds
+    // (until the server has read the store again, its posts still go through).
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(ResponseTemplate::new(201).set_body_json(story("901")))
+        .mount(&app.asana)
+        .await;
+    store.disconnect(GRACE).await.expect("disconnect");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let status = loop {
+        let status = attach(&app, Some(key), body(None)).await.status().as_u16();
+        if status != 201 || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn consenting_again_keeps_the_persons_key_working() {
+    let app = two_people(&[]).await;
+    let store = store(&app).await;
+    let issued = PersonalKeys::new(store.clone())
+        .issue(GRACE)
+        .await
+        .expect("issue");
+    // Grace consents again another day: her connection is updated, not replaced.
+    store
+        .save_consent(&StoredTokens {
+            access_token: SecretString::from("grace-access-2"),
+            refresh_token: Some(SecretString::from("grace-refresh-2")),
+            expires_at: SystemTime::now() + Duration::from_secs(3600),
+            user: AsanaUser {
+                gid: GRACE.into(),
+                name: "Grace Hopper".into(),
+                email: Some("grace@example.com".into()),
+            },
+        })
+        .await
+        .expect("consent again");
+
+    assert_eq!(
+        PersonalKeys::new(store.clone())
+            .owner(&issued.key)
+            .await
+            .expect("check")
+            .as_deref(),
+        Some(GRACE)
+    );
+    let listed = store.list_connections().await.expect("list");
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().any(|c| c.user_gid == "42" && c.is_default));
+}
