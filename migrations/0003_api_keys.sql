@@ -11,3 +11,7 @@ CREATE TABLE api_keys (
 );
 
 CREATE INDEX api_keys_user_gid ON api_keys (user_gid);
+
+-- The workspaces each connected user belongs to (JSON: [{"gid", "name"}]), read at consent:
+-- what ALLOWED_WORKSPACES is checked against.
+ALTER TABLE connections ADD COLUMN workspaces TEXT;

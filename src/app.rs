@@ -55,6 +55,8 @@ pub struct AppState {
     pub webhook_jobs: Jobs,
     /// Personal API keys.
     pub keys: PersonalKeys,
+    /// `ALLOWED_WORKSPACES`: whose consent is accepted.
+    pub allowed_workspaces: crate::domain::AllowedWorkspaces,
     /// Webhook rules from `WEBHOOK_RULES_PATH`.
     pub webhook_rules: Rules,
     /// Cached readiness checks.
@@ -208,6 +210,7 @@ impl AppState {
             missing_oauth: settings.missing_oauth.clone(),
             consents: PendingConsents::new(store.clone()),
             keys: PersonalKeys::new(store.clone()),
+            allowed_workspaces: settings.allowed_workspaces.clone(),
             store,
             posted_queue: std::sync::Mutex::new(Some(posted_queue)),
             secure_cookies: settings.public_url.scheme() == "https",

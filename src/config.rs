@@ -156,6 +156,8 @@ pub struct Settings {
     /// headers, counted from its opening or from the previous response (so it also bounds
     /// how long a kept-alive connection may sit idle).
     pub http_header_timeout: Duration,
+    /// `ALLOWED_WORKSPACES`: whose consent is accepted.
+    pub allowed_workspaces: crate::domain::AllowedWorkspaces,
     /// Unknown keys that look like ours (a misspelling in `.env`), to warn about at start.
     pub unknown_keys: Vec<String>,
 }
@@ -198,6 +200,7 @@ struct RawSettings {
     public_url: Option<String>,
     comment_header_hosts: String,
     http_header_timeout_secs: String,
+    allowed_workspaces: Option<String>,
 }
 
 /// Every setting the service reads, for spotting misspelled ones.
@@ -238,6 +241,7 @@ const KNOWN: &[&str] = &[
     "COMMENT_HEADER_HOSTS",
     "HTTP_HEADER_TIMEOUT_SECS",
     "HTTP_IDLE_TIMEOUT_SECS",
+    "ALLOWED_WORKSPACES",
 ];
 
 /// Prefixes of our settings: an unknown key with one of them is probably a misspelling.
@@ -254,6 +258,7 @@ const OUR_PREFIXES: &[&str] = &[
     "METRICS_",
     "HTTP_",
     "PUBLIC_",
+    "ALLOWED_",
 ];
 
 /// The keys among `keys` that we do not read but that look like ours: one of our prefixes,
@@ -581,6 +586,16 @@ impl RawSettings {
             metrics_public: parse_bool("METRICS_PUBLIC", &self.metrics_public)?,
             public_url: origin(&public_url),
             comment_header_hosts: parse_bool("COMMENT_HEADER_HOSTS", &self.comment_header_hosts)?,
+            allowed_workspaces: crate::domain::AllowedWorkspaces::parse(
+                self.allowed_workspaces.as_deref(),
+            )
+            .map_err(|reason| {
+                invalid(
+                    "ALLOWED_WORKSPACES",
+                    self.allowed_workspaces.as_deref().unwrap_or_default(),
+                    &reason,
+                )
+            })?,
             http_header_timeout: parse_secs(
                 "HTTP_HEADER_TIMEOUT_SECS",
                 &self.http_header_timeout_secs,

@@ -18,4 +18,5 @@ pub mod webhooks;
 
 pub use app::{AppState, Application};
 pub use config::Settings;
+pub use domain::Workspace;
 pub use service::keys::PersonalKeys;

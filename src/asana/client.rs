@@ -500,15 +500,31 @@ impl AsanaClient {
     }
 
     /// The user the token belongs to.
-    #[tracing::instrument(skip_all)]
     pub async fn me(&self, token: &SecretString) -> Result<AsanaUser, AsanaError> {
+        Ok(self.profile(token).await?.user)
+    }
+
+    /// The user the token belongs to, and the workspaces they can reach.
+    #[tracing::instrument(skip_all)]
+    pub async fn profile(&self, token: &SecretString) -> Result<Profile, AsanaError> {
         let request = self
             .http
             .get(self.base.join("/users/me"))
-            .query(&[("opt_fields", "name,email")]);
+            .query(&[("opt_fields", "name,email,workspaces,workspaces.name")]);
         let response = self.send(request, token, false).await?;
         read_data(response, "").await
     }
+}
+
+/// A user as `/users/me` describes them.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Profile {
+    /// Who they are.
+    #[serde(flatten)]
+    pub user: AsanaUser,
+    /// The workspaces they can reach.
+    #[serde(default)]
+    pub workspaces: Vec<crate::domain::Workspace>,
 }
 
 async fn read_data<T: serde::de::DeserializeOwned>(

@@ -11,7 +11,9 @@ mod oauth;
 mod token_file;
 mod tokens;
 
-pub use client::{AsanaClient, AsanaError, CreatedWebhook, Story, StoryDetails, WebhookInfo};
+pub use client::{
+    AsanaClient, AsanaError, CreatedWebhook, Profile, Story, StoryDetails, WebhookInfo,
+};
 pub use comment::{CommentDraft, find_marked, post_comment};
 pub use connections::Connections;
 pub use consent::{PendingConsents, PendingError};

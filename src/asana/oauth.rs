@@ -8,16 +8,14 @@ use oauth2::basic::{
     BasicTokenType,
 };
 use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
-    ExtraTokenFields, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    RefreshToken, RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse,
-    TokenResponse, TokenUrl,
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EmptyExtraTokenFields,
+    EndpointNotSet, EndpointSet, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardRevocableToken,
+    StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::token_file::AsanaUser;
 use crate::config::OAuthApp;
 use crate::telemetry::metrics;
 use crate::util::retry::{Retry, retry_after};
@@ -25,16 +23,9 @@ use crate::util::retry::{Retry, retry_after};
 /// Asana answers one hour; used when an answer leaves `expires_in` out.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// Asana's extra field on token answers: the user who consented.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AsanaTokenFields {
-    #[serde(default)]
-    data: Option<AsanaUser>,
-}
-
-impl ExtraTokenFields for AsanaTokenFields {}
-
-type AsanaTokenResponse = StandardTokenResponse<AsanaTokenFields, BasicTokenType>;
+// Asana's token answers also name the user (`data`); the linker reads `/users/me` instead,
+// which adds their workspaces.
+type AsanaTokenResponse = StandardTokenResponse<EmptyExtraTokenFields, BasicTokenType>;
 
 type OAuthClient = oauth2::Client<
     BasicErrorResponse,
@@ -101,7 +92,7 @@ impl OAuthError {
     }
 }
 
-/// What the token endpoint gave: tokens, their lifetime, and the user when Asana names one.
+/// What the token endpoint gave: tokens and their lifetime.
 #[derive(Debug)]
 pub struct GrantedTokens {
     /// The new access token.
@@ -110,8 +101,6 @@ pub struct GrantedTokens {
     pub refresh_token: Option<SecretString>,
     /// When the access token expires.
     pub expires_at: SystemTime,
-    /// The consenting user, from Asana's `data` field.
-    pub user: Option<AsanaUser>,
 }
 
 /// A consent request: where to send the browser and what to remember until the callback.
@@ -297,6 +286,5 @@ fn granted(
             .refresh_token()
             .map(|t| SecretString::from(t.secret().clone())),
         expires_at: SystemTime::now() + response.expires_in().unwrap_or(DEFAULT_LIFETIME),
-        user: response.extra_fields().data.clone(),
     })
 }

@@ -1,11 +1,11 @@
 //! Connecting an Asana account: starting a consent and finishing it at the callback.
 
-use secrecy::SecretString;
 use subtle::ConstantTimeEq;
 use url::Url;
 
 use crate::app::AppState;
-use crate::asana::{AsanaError, AsanaUser, OAuthError, PendingError, TokenError};
+use crate::asana::{AsanaError, AsanaUser, OAuthError, PendingError, Profile, TokenError};
+use crate::domain::{AllowedWorkspaces, FirstConnection};
 use crate::store::StoreError;
 
 /// Why a consent could not be started or finished.
@@ -41,6 +41,9 @@ pub enum ConnectError {
     /// The store could not keep or read the consent.
     #[error("the consent could not be kept or read")]
     Pending(#[source] StoreError),
+    /// The user's workspaces are not among those allowed to connect (`ALLOWED_WORKSPACES`).
+    #[error("none of the user's workspaces may connect: {}", .0.join(", "))]
+    NotAllowed(Vec<String>),
 }
 
 /// The query Asana sends back to the redirect URI.
@@ -107,25 +110,49 @@ pub async fn finish(
         .exchange_code(code, verifier)
         .await
         .map_err(ConnectError::Exchange)?;
-    let user = match granted.user.clone() {
-        Some(user) => user,
-        None => profile(state, &granted.access_token).await?,
-    };
+    // Always read: the workspaces decide whether this person may connect at all.
+    let profile = state
+        .attacher
+        .asana
+        .profile(&granted.access_token)
+        .await
+        .map_err(ConnectError::Profile)?;
+    admit(state, &profile).await?;
+    let user = profile.user;
     state
         .attacher
         .connections
         .store_consent(granted, user.clone())
         .await
         .map_err(ConnectError::Store)?;
+    state
+        .store
+        .record_workspaces(&user.gid, &profile.workspaces)
+        .await
+        .map_err(ConnectError::Pending)?;
     tracing::info!(user_gid = %user.gid, "Asana account connected");
     Ok(user)
 }
 
-async fn profile(state: &AppState, token: &SecretString) -> Result<AsanaUser, ConnectError> {
-    state
-        .attacher
-        .asana
-        .me(token)
+/// Refuses a person none of whose workspaces may connect; nothing of theirs is stored.
+async fn admit(state: &AppState, profile: &Profile) -> Result<(), ConnectError> {
+    let first = state
+        .store
+        .first_connection()
         .await
-        .map_err(ConnectError::Profile)
+        .map_err(ConnectError::Pending)?;
+    let (first_user, known) = match first {
+        Some((user_gid, known)) => (Some(user_gid), known),
+        None => (None, FirstConnection::None),
+    };
+    // The first person may always consent again (it records workspaces an upgrade lacked).
+    let own_first = first_user.as_deref() == Some(profile.user.gid.as_str())
+        && state.allowed_workspaces == AllowedWorkspaces::FirstConnection;
+    if own_first || state.allowed_workspaces.admits(&profile.workspaces, &known) {
+        return Ok(());
+    }
+    tracing::warn!(user_gid = %profile.user.gid, "a consent from a workspace not allowed to connect was refused");
+    Err(ConnectError::NotAllowed(
+        profile.workspaces.iter().map(|w| w.name.clone()).collect(),
+    ))
 }

@@ -10,6 +10,7 @@ use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, millis, now_ms};
 use crate::asana::{AsanaUser, StoredTokens};
+use crate::domain::{FirstConnection, Workspace};
 
 /// Selects the columns read into [`StoredTokens`] (a macro, so queries stay static strings).
 macro_rules! select_tokens {
@@ -440,6 +441,39 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Records the workspaces `user_gid` belongs to (read at consent).
+    pub async fn record_workspaces(
+        &self,
+        user_gid: &str,
+        workspaces: &[Workspace],
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE connections SET workspaces = $1 WHERE user_gid = $2")
+            .bind(serde_json::to_string(workspaces)?)
+            .bind(user_gid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The first connection made (whatever it stands at now): its user and workspaces.
+    pub async fn first_connection(&self) -> Result<Option<(String, FirstConnection)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_gid, workspaces FROM connections ORDER BY created_at ASC, user_gid ASC \
+             LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let workspaces: Option<String> = row.try_get("workspaces")?;
+        let first = match workspaces.map(|w| serde_json::from_str::<Vec<Workspace>>(&w)) {
+            Some(Ok(workspaces)) => FirstConnection::Known(workspaces),
+            Some(Err(_)) | None => FirstConnection::Unknown,
+        };
+        Ok(Some((row.try_get("user_gid")?, first)))
     }
 
     /// Disconnects `user_gid`: its tokens are dropped, its keys revoked and it is no longer

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use wiremock::MockServer;
 
 use crate::helpers::{
-    ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, STORIES_PATH, Step, Stories, error_code,
-    stored_tokens, test_vars, token_answer,
+    ACCESS_TOKEN, ACME, CLIENT_SECRET, REFRESH_TOKEN, STORIES_PATH, Step, Stories, error_code,
+    profile, stored_tokens, test_vars, token_answer,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-asana-linker");
@@ -342,16 +342,6 @@ struct Upstreams {
 }
 
 impl Upstreams {
-    /// Asana says whose token it is.
-    async fn mount_me(&self) {
-        wiremock::Mock::given(wiremock::matchers::path("/api/1.0/users/me"))
-            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(
-                json!({"data": {"gid": "42", "name": "Ada Lovelace", "email": "ada@example.com"}}),
-            ))
-            .mount(&self.asana)
-            .await;
-    }
-
     async fn new(valid_for: Duration) -> Self {
         let asana = MockServer::start().await;
         let context = MockServer::start().await;
@@ -366,6 +356,11 @@ impl Upstreams {
                 wiremock::ResponseTemplate::new(200).set_body_json(json!({"context_text": "t"})),
             )
             .mount(&context)
+            .await;
+        // Asana says whose token it is.
+        wiremock::Mock::given(wiremock::matchers::path("/api/1.0/users/me"))
+            .respond_with(profile("42", "Ada Lovelace", "ada@example.com", &[ACME]))
+            .mount(&asana)
             .await;
         Self {
             asana,
@@ -639,7 +634,6 @@ fn run_command(
 #[tokio::test]
 async fn check_exit_codes_say_what_is_wrong() {
     let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
-    upstreams.mount_me().await;
     let empty = tempfile::tempdir().expect("dir");
 
     let healthy = run_command(&upstreams, &["check"], &[]);
@@ -681,7 +675,6 @@ async fn check_exit_codes_say_what_is_wrong() {
 #[tokio::test]
 async fn auto_against_a_rest_server_keeps_rmcp_out_of_the_log() {
     let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
-    upstreams.mount_me().await;
 
     let checked = run_command(
         &upstreams,

@@ -121,6 +121,14 @@ pub async fn spawn_app_with(seed: Seed, overrides: &[(&str, &str)]) -> TestApp {
             .await
             .expect("seed the token file");
     }
+    // Whoever consents is Ada of workspace Acme, unless a test says otherwise.
+    Mock::given(method("GET"))
+        .and(path("/api/1.0/users/me"))
+        .respond_with(profile("42", "Ada Lovelace", "ada@example.com", &[ACME]))
+        .with_priority(10)
+        .named("users/me (Ada)")
+        .mount(&asana)
+        .await;
     let (address, stop, served) = serve(&vars).await;
     TestApp {
         address,
@@ -335,6 +343,25 @@ fn story_json(gid: &str) -> Value {
 }
 
 /// A token endpoint answer.
+/// The workspace of the test's Asana users, unless a test says otherwise.
+pub const ACME: (&str, &str) = ("1111", "Acme");
+
+/// `/users/me` for a user in `workspaces` (gid, name).
+pub fn profile(
+    gid: &str,
+    name: &str,
+    email: &str,
+    workspaces: &[(&str, &str)],
+) -> ResponseTemplate {
+    let workspaces: Vec<Value> = workspaces
+        .iter()
+        .map(|(gid, name)| json!({"gid": gid, "name": name, "resource_type": "workspace"}))
+        .collect();
+    ResponseTemplate::new(200).set_body_json(json!({"data": {
+        "gid": gid, "name": name, "email": email, "workspaces": workspaces
+    }}))
+}
+
 pub fn token_answer(access: &str, refresh: Option<&str>) -> ResponseTemplate {
     let mut body = json!({
         "access_token": access,

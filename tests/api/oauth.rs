@@ -283,7 +283,7 @@ async fn pages_forbid_scripts_framing_and_sniffing() {
 }
 
 #[tokio::test]
-async fn the_user_name_is_escaped_and_read_from_users_me_when_the_answer_lacks_it() {
+async fn the_user_name_is_read_from_users_me_and_escaped() {
     let app = spawn_app_with(Seed::Nothing, &[]).await;
     let bare = ResponseTemplate::new(200).set_body_json(json!({
         "access_token": "fresh-access", "token_type": "bearer", "expires_in": 3600,

@@ -13,7 +13,7 @@ use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::{
-    ACCESS_TOKEN, STORIES_PATH, Seed, TOKEN_PATH, TestApp, spawn_app_with, story,
+    ACCESS_TOKEN, ACME, STORIES_PATH, Seed, TOKEN_PATH, TestApp, profile, spawn_app_with, story,
 };
 use crate::oauth::{return_to, start_consent};
 
@@ -28,25 +28,55 @@ async fn store(app: &TestApp) -> Store {
         .expect("store")
 }
 
-/// Ada (user 42) is connected; Grace (user 77) connects through the browser.
+/// Ada (user 42, of Acme) is connected; Grace (user 77) connects through the browser.
 async fn two_people(extra: &[(&str, &str)]) -> TestApp {
+    let app = ada_connected(extra).await;
+    let page = grace_consents(&app, &[ACME]).await;
+    assert_eq!(page.status(), 200);
+    app
+}
+
+/// Ada (user 42) connected through the browser, which recorded her workspace, Acme.
+async fn ada_connected(extra: &[(&str, &str)]) -> TestApp {
     let app = spawn_app_with(Seed::Tokens(Duration::from_secs(3600)), extra).await;
     app.mount_context("design_notes", "notes").await;
+    let acme = mcp_asana_linker::Workspace {
+        gid: ACME.0.into(),
+        name: ACME.1.into(),
+    };
+    store(&app)
+        .await
+        .record_workspaces("42", &[acme])
+        .await
+        .expect("workspaces");
+    app
+}
+
+/// Grace, a member of `workspaces`, consents through the browser: the page she sees.
+async fn grace_consents(app: &TestApp, workspaces: &[(&str, &str)]) -> reqwest::Response {
     Mock::given(method("POST"))
         .and(path(TOKEN_PATH))
         .and(body_string_contains("grant_type=authorization_code"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "access_token": GRACE_TOKEN, "refresh_token": "grace-refresh",
-            "token_type": "bearer", "expires_in": 3600,
-            "data": {"gid": GRACE, "name": "Grace Hopper", "email": "grace@example.com"}
+            "token_type": "bearer", "expires_in": 3600
         })))
         .expect(1)
         .mount(&app.asana)
         .await;
-    let started = start_consent(&app).await;
-    let page = return_to(&app, &started, "code=the-code").await;
-    assert_eq!(page.status(), 200);
-    app
+    Mock::given(method("GET"))
+        .and(path("/api/1.0/users/me"))
+        .and(header("authorization", format!("Bearer {GRACE_TOKEN}")))
+        .respond_with(profile(
+            GRACE,
+            "Grace Hopper",
+            "grace@example.com",
+            workspaces,
+        ))
+        .mount(&app.asana)
+        .await;
+    let started = start_consent(app).await;
+    return_to(app, &started, "code=the-code").await
 }
 
 /// Comments posted with `token` answer 201; each must be posted `times` times.
@@ -135,12 +165,10 @@ async fn an_operator_marked_default_acts_for_the_operator_key_within_seconds() {
 #[tokio::test]
 async fn a_personal_key_posts_as_its_owner_only_and_stops_working_once_disconnected() {
     let app = two_people(&[("LINKER_API_KEY", "operator-key")]).await;
-    let before_disconnect = Mock::given(method("POST"))
+    Mock::given(method("POST"))
         .and(path(STORIES_PATH))
-        .and(header("authorization", format!("Bearer {GRACE_TOKEN}")))
         .respond_with(ResponseTemplate::new(201).set_body_json(story("900")))
-        .expect(2)
-        .mount_as_scoped(&app.asana)
+        .mount(&app.asana)
         .await;
     let store = store(&app).await;
     let issued = PersonalKeys::new(store.clone())
@@ -166,15 +194,28 @@ async fn a_personal_key_posts_as_its_owner_only_and_stops_working_once_disconnec
         "a personal key acts only as its owner"
     );
     assert_eq!(forged.status(), 401);
-    drop(before_disconnect);
+    let posts_by = |token: &'static str| {
+        let asana = &app.asana;
+        async move {
+            let bearer = format!("Bearer {token}");
+            asana
+                .received_requests()
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter(|r| {
+                    r.url.path() == STORIES_PATH
+                        && r.headers.get("authorization").and_then(|v| v.to_str().ok())
+                            == Some(bearer.as_str())
+                })
+                .count()
+        }
+    };
+    assert_eq!(posts_by(GRACE_TOKEN).await, 2, "with Grace's token");
+    assert_eq!(posts_by(ACCESS_TOKEN).await, 0, "never with Ada's");
 
     // `connections revoke 77`, from another process: the key stops working within seconds
     // (until the server has read the store again, its posts still go through).
-    Mock::given(method("POST"))
-        .and(path(STORIES_PATH))
-        .respond_with(ResponseTemplate::new(201).set_body_json(story("901")))
-        .mount(&app.asana)
-        .await;
     store.disconnect(GRACE).await.expect("disconnect");
     let deadline = Instant::now() + Duration::from_secs(8);
     let status = loop {
@@ -221,4 +262,65 @@ async fn consenting_again_keeps_the_persons_key_working() {
     let listed = store.list_connections().await.expect("list");
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().any(|c| c.user_gid == "42" && c.is_default));
+}
+
+#[tokio::test]
+async fn a_consent_from_another_workspace_gets_a_clear_page_and_stores_nothing() {
+    let app = ada_connected(&[]).await;
+
+    let page = grace_consents(&app, &[("2222", "Other & Co")]).await;
+
+    assert_eq!(page.status(), 403);
+    let text = page.text().await.expect("page");
+    assert!(
+        text.contains("Not for your workspace") && text.contains("Other &amp; Co"),
+        "{text}"
+    );
+    assert!(!text.contains(GRACE_TOKEN));
+    let listed = store(&app).await.list_connections().await.expect("list");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|c| c.user_gid.as_str())
+            .collect::<Vec<_>>(),
+        ["42"],
+        "nothing of Grace's is stored"
+    );
+}
+
+#[tokio::test]
+async fn allowed_workspaces_names_who_may_connect() {
+    for (allowed, admitted) in [("*", true), ("2222,3333", true), ("3333", false)] {
+        let app = ada_connected(&[("ALLOWED_WORKSPACES", allowed)]).await;
+
+        let page = grace_consents(&app, &[("2222", "Other")]).await;
+
+        let expected = if admitted { 200 } else { 403 };
+        assert_eq!(page.status(), expected, "ALLOWED_WORKSPACES={allowed}");
+        let listed = store(&app).await.list_connections().await.expect("list");
+        assert_eq!(listed.len(), if admitted { 2 } else { 1 });
+    }
+}
+
+#[tokio::test]
+async fn after_an_upgrade_only_the_first_person_may_connect_until_workspaces_are_known() {
+    // Ada's connection was imported from the token file: her workspaces are not known.
+    let app = spawn_app_with(Seed::Tokens(Duration::from_secs(3600)), &[]).await;
+
+    let page = grace_consents(&app, &[ACME]).await;
+
+    assert_eq!(
+        page.status(),
+        403,
+        "nobody can tell Grace's workspace is Ada's"
+    );
+    assert_eq!(
+        store(&app)
+            .await
+            .list_connections()
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
 }

@@ -12,8 +12,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::binary::{Running, start};
 use crate::helpers::{
-    ACCESS_TOKEN, REFRESH_TOKEN, STORIES_PATH, Step, Stories, TOKEN_PATH, fresh_postgres_url,
-    stored_tokens, story, test_vars, token_answer,
+    ACCESS_TOKEN, ACME, REFRESH_TOKEN, STORIES_PATH, Step, Stories, TOKEN_PATH, fresh_postgres_url,
+    profile, stored_tokens, story, test_vars, token_answer,
 };
 use crate::webhooks::{announce, sign};
 
@@ -46,6 +46,10 @@ async fn cluster(count: usize, tokens: Option<Duration>, extra: &[(&str, &str)])
     Mock::given(path("/contexts/n"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"context_text": "t"})))
         .mount(&context)
+        .await;
+    Mock::given(path("/api/1.0/users/me"))
+        .respond_with(profile("42", "Ada Lovelace", "ada@example.com", &[ACME]))
+        .mount(&asana)
         .await;
     let mut cluster = Cluster {
         asana,

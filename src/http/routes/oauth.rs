@@ -140,6 +140,14 @@ fn failure_page(error: &ConnectError) -> Response {
                 &format!("Asana could not complete the connection. {again}"),
             )
         }
+        ConnectError::NotAllowed(workspaces) => page(
+            StatusCode::FORBIDDEN,
+            "Not for your workspace",
+            &format!(
+                "This linker connects people of its own Asana workspaces only, and yours ({}) is not one of them, so nothing was stored. Ask whoever runs it to add your workspace to <code>ALLOWED_WORKSPACES</code>.",
+                escape(&workspaces.join(", "))
+            ),
+        ),
         ConnectError::Store(_) | ConnectError::Pending(_) | ConnectError::Busy => {
             tracing::error!(error = %cause_chain(error), "consent failed");
             page(
