@@ -598,7 +598,17 @@ async fn check(settings: &Settings) -> ExitCode {
         );
     }
     match state.store.report().await {
-        Ok(report) => println!("✓ store: {}", describe(&settings.database_url, &report)),
+        Ok(report) => {
+            println!("✓ store: {}", describe(&settings.database_url, &report));
+            if let Ok(counts) =
+                crate::service::readiness::ConnectionCounts::read(&state.store).await
+            {
+                println!(
+                    "✓ connections: {} healthy, {} expired, {} revoked",
+                    counts.healthy, counts.expired, counts.revoked
+                );
+            }
+        }
         Err(error) => failed(
             exit::STORE_UNAVAILABLE,
             format!("store {}: {}", settings.database_url, cause_chain(&error)),

@@ -167,6 +167,9 @@ pub struct StoryDetails {
     /// The task it is on.
     #[serde(default)]
     pub target: Option<Author>,
+    /// Who wrote it.
+    #[serde(default)]
+    pub created_by: Option<Author>,
 }
 
 /// Asana's answer to creating a webhook.
@@ -447,7 +450,7 @@ impl AsanaClient {
                 self.base
                     .join(&format!("/stories/{}", path_gid(story_gid)?)),
             )
-            .query(&[("opt_fields", "text,resource_subtype,target")]);
+            .query(&[("opt_fields", "text,resource_subtype,target,created_by")]);
         let response = self.send(request, token, false).await?;
         read_data(response, "").await
     }

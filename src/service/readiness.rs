@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::app::AppState;
-use crate::store::Store;
+use crate::store::{ConnectionState, Store, StoreError};
 
 /// How long a reachability check is reused.
 const CHECK_TTL: Duration = Duration::from_secs(30);
@@ -29,9 +29,37 @@ pub struct Report {
     pub connected: bool,
     /// `reachable`, `unreachable` or `not_configured`.
     pub context_server: &'static str,
+    /// How many people's connections stand where.
+    pub connections: ConnectionCounts,
     /// What needs attention although the process is ready (not connected, unreachable).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attention: Vec<String>,
+}
+
+/// Connections by state.
+#[derive(Debug, Default, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct ConnectionCounts {
+    /// With a valid access token.
+    pub healthy: u32,
+    /// Whose access token expired (refreshed on next use).
+    pub expired: u32,
+    /// Disconnected, or refused by Asana.
+    pub revoked: u32,
+}
+
+impl ConnectionCounts {
+    /// Counts the connections in `store`.
+    pub async fn read(store: &Store) -> Result<Self, StoreError> {
+        let mut counts = Self::default();
+        for connection in store.list_connections().await? {
+            *match connection.state {
+                ConnectionState::Healthy => &mut counts.healthy,
+                ConnectionState::Expired => &mut counts.expired,
+                ConnectionState::Revoked => &mut counts.revoked,
+            } += 1;
+        }
+        Ok(counts)
+    }
 }
 
 /// The readiness checks, with the reachability of the context source cached.
@@ -94,12 +122,33 @@ impl Readiness {
                 }
             },
         };
-        crate::telemetry::metrics::readiness(connected, context_server == "reachable");
+        // Counted only from a store that just answered the probe.
+        let mut connections = ConnectionCounts::default();
+        if reasons.is_empty() {
+            match ConnectionCounts::read(&self.store).await {
+                Ok(counted) => connections = counted,
+                Err(error) => reasons.push(format!(
+                    "store {} unusable: {}",
+                    self.store.url(),
+                    crate::util::cause_chain(&error)
+                )),
+            }
+        }
+        crate::telemetry::metrics::readiness(
+            connected,
+            context_server == "reachable",
+            &[
+                (ConnectionState::Healthy.as_str(), connections.healthy),
+                (ConnectionState::Expired.as_str(), connections.expired),
+                (ConnectionState::Revoked.as_str(), connections.revoked),
+            ],
+        );
         Report {
             ready: reasons.is_empty(),
             reasons,
             connected,
             context_server,
+            connections,
             attention,
         }
     }

@@ -260,6 +260,10 @@ fn describe() {
         "linker_context_server_reachable",
         "1 when the context server answered (as of the last /ready)"
     );
+    describe_gauge!(
+        "linker_connections",
+        "Asana connections by state: healthy, expired (refreshed on next use), revoked (as of the last /ready)"
+    );
     for target in TARGETS {
         for outcome in OUTCOMES {
             metrics::counter!("linker_upstream_calls_total", "target" => target, "outcome" => outcome.as_str()).absolute(0);
@@ -296,8 +300,11 @@ pub fn story_posted() {
 }
 
 /// Sets the gauges of what readiness found: a connected Asana account, a reachable context
-/// server (1 or 0).
-pub fn readiness(connected: bool, context_reachable: bool) {
+/// server (1 or 0), and how many connections stand where (no user in any label).
+pub fn readiness(connected: bool, context_reachable: bool, connections: &[(&'static str, u32)]) {
     metrics::gauge!("linker_asana_connected").set(f64::from(u8::from(connected)));
     metrics::gauge!("linker_context_server_reachable").set(f64::from(u8::from(context_reachable)));
+    for (state, count) in connections {
+        metrics::gauge!("linker_connections", "state" => *state).set(f64::from(*count));
+    }
 }

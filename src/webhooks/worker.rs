@@ -13,7 +13,7 @@ use super::events::Event;
 use super::hooks::HookId;
 use super::rules::context_command;
 use crate::app::AppState;
-use crate::asana::{AsanaError, Marker};
+use crate::asana::{AsanaError, Marker, TokenManager};
 use crate::domain::{AttachRequest, ContextName, Target, TaskGid};
 use crate::render::Format;
 use crate::store::{JobRow, Store, StoreError};
@@ -173,31 +173,72 @@ pub fn spawn_workers(state: Arc<AppState>, stop: watch::Receiver<bool>) -> Vec<J
 }
 
 /// Everything `event` asks for; `resume` when an earlier worker may have written some of it.
+/// A `/context` comment acts as its author; rules act as the default connection (the one
+/// that registers hooks).
 async fn act(state: &AppState, event: &Event, resume: bool) {
     let identity = event.identity();
     if let Some(story) = event.new_story()
-        && let Some((task, name, format)) = comment_command(state, event, story).await
+        && let Some(command) = comment_command(state, event, story).await
     {
-        attach(state, &identity, &task, &name, format, resume).await;
-    }
-    if let Some((task, project)) = event.task_added_to_project() {
-        for (name, format) in state.webhook_rules.for_project(project) {
-            attach(state, &identity, task, &name, format, resume).await;
+        match state.attacher.connections.get(&command.author).await {
+            Ok(author) => {
+                let Command {
+                    task, name, format, ..
+                } = command;
+                attach(state, &author, &identity, &task, &name, format, resume).await;
+            }
+            Err(_) => tracing::warn!(
+                identity,
+                author = %command.author,
+                "a /context comment by someone with no connection to this linker; skipped (they connect at /asana/oauth/authorize)"
+            ),
         }
+    }
+    let mut rules = Vec::new();
+    if let Some((task, project)) = event.task_added_to_project() {
+        rules.extend(
+            state
+                .webhook_rules
+                .for_project(project)
+                .into_iter()
+                .map(|r| (task, r)),
+        );
     }
     if let Some((task, tag)) = event.tag_added() {
-        for (name, format) in state.webhook_rules.for_tag(tag) {
-            attach(state, &identity, task, &name, format, resume).await;
+        rules.extend(
+            state
+                .webhook_rules
+                .for_tag(tag)
+                .into_iter()
+                .map(|r| (task, r)),
+        );
+    }
+    if rules.is_empty() {
+        return;
+    }
+    let acting = match state.attacher.connections.default().await {
+        Ok(acting) => acting,
+        Err(error) => {
+            tracing::error!(identity, %error, "webhook rules skipped: no Asana connection");
+            return;
         }
+    };
+    for (task, (name, format)) in rules {
+        attach(state, &acting, &identity, task, &name, format, resume).await;
     }
 }
 
+/// A `/context` command found in a comment.
+struct Command {
+    task: String,
+    name: String,
+    format: Option<Format>,
+    /// The comment's author (an Asana user gid).
+    author: String,
+}
+
 /// The `/context` command of a new comment, unless the linker wrote that comment.
-async fn comment_command(
-    state: &AppState,
-    event: &Event,
-    story_gid: &str,
-) -> Option<(String, String, Option<Format>)> {
+async fn comment_command(state: &AppState, event: &Event, story_gid: &str) -> Option<Command> {
     if state
         .store
         .is_seen(&format!("story:{story_gid}"))
@@ -246,11 +287,24 @@ async fn comment_command(
         .target
         .map(|t| t.gid)
         .or_else(|| event.parent.as_ref().map(|p| p.gid.clone()))?;
-    Some((task, name, format))
+    let Some(author) = story.created_by.map(|a| a.gid) else {
+        tracing::warn!(
+            story_gid,
+            "a /context comment without a known author; skipped"
+        );
+        return None;
+    };
+    Some(Command {
+        task,
+        name,
+        format,
+        author,
+    })
 }
 
 async fn attach(
     state: &AppState,
+    acting: &TokenManager,
     identity: &str,
     task: &str,
     name: &str,
@@ -273,17 +327,9 @@ async fn attach(
     };
     // One marker per event and context: a redelivered event is recognised in Asana too.
     let marker = Marker::for_key(&format!("{identity}/{name}"));
-    // Webhook rules act as the default connection (the one that registers hooks).
-    let acting = match state.attacher.connections.default().await {
-        Ok(acting) => acting,
-        Err(error) => {
-            tracing::error!(identity, task, context = name, %error, "webhook attach skipped: no Asana connection");
-            return;
-        }
-    };
     match state
         .attacher
-        .attach(&acting, &request, &marker, resume)
+        .attach(acting, &request, &marker, resume)
         .await
     {
         Ok(attached) => {

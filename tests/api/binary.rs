@@ -531,13 +531,14 @@ async fn sigterm_exits_0_when_the_grace_period_runs_out() {
 }
 
 #[tokio::test]
-async fn sigterm_drains_queued_webhook_events_before_exiting() {
+async fn sigterm_finishes_the_webhook_event_in_hand_and_keeps_the_rest_for_the_next_start() {
     use hmac::{Hmac, Mac};
     let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
     wiremock::Mock::given(wiremock::matchers::path("/api/1.0/stories/5001"))
         .respond_with(
             wiremock::ResponseTemplate::new(200).set_body_json(json!({"data": {
-                "text": "/context n", "resource_subtype": "comment_added", "target": {"gid": "1"}
+                "text": "/context n", "resource_subtype": "comment_added", "target": {"gid": "1"},
+                "created_by": {"gid": "42"}
             }})),
         )
         .mount(&upstreams.asana)
@@ -602,13 +603,26 @@ async fn sigterm_drains_queued_webhook_events_before_exiting() {
         .expect("sent");
     running.send_sigterm();
     let status = running.wait_exit(Duration::from_secs(10));
+    // A worker that had taken the event finished it; one still waiting is in the store.
+    let before_restart = upstreams.stories_posted().await;
+    if before_restart == 0 {
+        let _restarted = upstreams.start(&[]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while upstreams.stories_posted().await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the stored event was never handled"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     assert_eq!(delivered.status(), 200);
     assert!(status.success(), "exit status {status}");
     assert_eq!(
         upstreams.stories_posted().await,
         1,
-        "the queued event was handled before exit"
+        "the event was handled once, before exit or after the restart (before: {before_restart})"
     );
 }
 
@@ -656,6 +670,10 @@ async fn check_exit_codes_say_what_is_wrong() {
         String::from_utf8_lossy(&healthy.stdout)
     );
     assert!(String::from_utf8_lossy(&healthy.stdout).contains("connected as Ada Lovelace"));
+    assert!(
+        String::from_utf8_lossy(&healthy.stdout)
+            .contains("✓ connections: 1 healthy, 0 expired, 0 revoked")
+    );
     assert_eq!(unconfigured.status.code(), Some(3));
     assert_eq!(unreachable.status.code(), Some(5));
     assert_eq!(malformed.status.code(), Some(2));
@@ -872,6 +890,40 @@ async fn requests_before_the_first_scrape_are_counted() {
             .any(|line| line.starts_with("linker_http_requests_total")
                 && line.contains("route=\"/health\"")
                 && line.ends_with(" 1")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn ready_and_metrics_count_connections_by_state_without_naming_anyone() {
+    let upstreams = Upstreams::new(Duration::from_secs(3600)).await;
+    let running = upstreams.start(&[]);
+    let client = reqwest::Client::new();
+    let get = |route: &str| client.get(format!("{}{route}", running.address)).send();
+
+    let ready: Value = get("/ready")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    let metrics = get("/metrics")
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+
+    assert_eq!(
+        ready["connections"],
+        json!({"healthy": 1, "expired": 0, "revoked": 0})
+    );
+    for (state, count) in [("healthy", 1), ("expired", 0), ("revoked", 0)] {
+        let line = format!("linker_connections{{state=\"{state}\"}} {count}");
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+    assert!(
+        !metrics.contains("Ada") && !metrics.contains("42\""),
         "{metrics}"
     );
 }
@@ -1105,7 +1157,7 @@ async fn a_webhook_event_accepted_before_a_kill_9_mid_post_is_finished_after_the
         .respond_with(
             wiremock::ResponseTemplate::new(200).set_body_json(json!({"data": {
                 "text": "/context n", "resource_subtype": "comment_added",
-                "target": {"gid": "1234567890"}
+                "target": {"gid": "1234567890"}, "created_by": {"gid": "42"}
             }})),
         )
         .mount(&upstreams.asana)

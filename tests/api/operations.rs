@@ -46,7 +46,7 @@ async fn a_fresh_unconnected_service_is_ready_and_says_it_is_not_connected() {
 }
 
 #[tokio::test]
-async fn a_refused_grant_shows_as_not_connected_without_making_the_service_unready() {
+async fn a_refused_grant_shows_as_not_connected_and_revoked_without_making_the_service_unready() {
     let app = spawn_app_with(Seed::Tokens(Duration::ZERO), &[]).await;
     app.expect_refresh(
         ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})),
@@ -71,6 +71,14 @@ async fn a_refused_grant_shows_as_not_connected_without_making_the_service_unrea
     assert_eq!(
         (after["ready"].clone(), after["connected"].clone()),
         (json!(true), json!(false))
+    );
+    assert_eq!(
+        before["connections"],
+        json!({"healthy": 0, "expired": 1, "revoked": 0})
+    );
+    assert_eq!(
+        after["connections"],
+        json!({"healthy": 0, "expired": 0, "revoked": 1})
     );
 }
 

@@ -431,7 +431,7 @@ async fn mount_command(asana: &MockServer, story_gid: &str) {
     Mock::given(path(format!("/api/1.0/stories/{story_gid}")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {
             "text": "/context n", "resource_subtype": "comment_added",
-            "target": {"gid": "1234567890"}
+            "target": {"gid": "1234567890"}, "created_by": {"gid": "42"}
         }})))
         .mount(asana)
         .await;

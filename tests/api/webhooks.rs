@@ -98,12 +98,18 @@ fn comment_event(story_gid: &str) -> Value {
     }]})
 }
 
+/// Comment `story_gid` on the task reads `text`; Ada (user 42, connected) wrote it.
 async fn mount_story(app: &TestApp, story_gid: &str, text: &str) {
+    mount_story_by(app, story_gid, text, "42").await;
+}
+
+async fn mount_story_by(app: &TestApp, story_gid: &str, text: &str, author: &str) {
     Mock::given(method("GET"))
         .and(path(format!("/api/1.0/stories/{story_gid}")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {
             "text": text, "resource_subtype": "comment_added",
-            "target": {"gid": "1234567890", "resource_type": "task"}
+            "target": {"gid": "1234567890", "resource_type": "task"},
+            "created_by": {"gid": author, "resource_type": "user"}
         }})))
         .mount(&app.asana)
         .await;
@@ -449,5 +455,53 @@ async fn list_and_delete_use_the_stored_token_and_forget_the_secret() {
         after.status(),
         401,
         "a deleted hook's deliveries are refused"
+    );
+}
+
+#[tokio::test]
+async fn a_context_comment_acts_as_its_author_and_one_by_someone_unconnected_is_skipped() {
+    let app = hooked_app(&[]).await;
+    app.mount_context("design_notes", "notes").await;
+    let settings = Settings::from_vars(app.vars.clone()).expect("settings");
+    let store = Store::open(&settings.database_url, settings.store_sealer)
+        .await
+        .expect("store");
+    let mut grace = crate::helpers::stored_tokens("grace-access", None, Duration::from_secs(3600));
+    grace.user.gid = "77".into();
+    store.save_consent(&grace).await.expect("Grace connects");
+    mount_story_by(&app, "5101", "/context design_notes", "77").await;
+    mount_story_by(&app, "5102", "/context design_notes", "99").await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .and(wiremock::matchers::header(
+            "authorization",
+            "Bearer grace-access",
+        ))
+        .respond_with(ResponseTemplate::new(201).set_body_json(story("9101")))
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+
+    let by_grace = deliver(&app, &comment_event("5101"), None).await;
+    let by_stranger = deliver(&app, &comment_event("5102"), None).await;
+    until_posts(&app, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count(&app, "GET", "/api/1.0/stories/5102").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stranger's comment was never read"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    settle().await;
+
+    assert_eq!(
+        (by_grace.status().as_u16(), by_stranger.status().as_u16()),
+        (200, 200)
+    );
+    assert_eq!(
+        count(&app, "POST", STORIES_PATH).await,
+        1,
+        "posted as Grace (the fake checks her token), nothing for user 99"
     );
 }
