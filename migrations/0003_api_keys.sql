@@ -15,3 +15,16 @@ CREATE INDEX api_keys_user_gid ON api_keys (user_gid);
 -- The workspaces each connected user belongs to (JSON: [{"gid", "name"}]), read at consent:
 -- what ALLOWED_WORKSPACES is checked against.
 ALTER TABLE connections ADD COLUMN workspaces TEXT;
+
+-- Browser sessions of the home page: the cookie's id hashed, the person it belongs to, the
+-- CSRF token its forms carry, and a new personal key to show once (sealed), if any.
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY,
+    user_gid TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    shown_key TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+
+CREATE INDEX sessions_expires_at ON sessions (expires_at);

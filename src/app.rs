@@ -69,6 +69,8 @@ pub struct AppState {
     pub missing_oauth: Vec<&'static str>,
     /// Consents started and not yet finished.
     pub consents: PendingConsents,
+    /// `PUBLIC_URL` without its trailing slash, for the examples the home page shows.
+    pub public_url: String,
     /// Whether cookies get `Secure` (the public URL is https).
     pub secure_cookies: bool,
 }
@@ -214,6 +216,11 @@ impl AppState {
             store,
             posted_queue: std::sync::Mutex::new(Some(posted_queue)),
             secure_cookies: settings.public_url.scheme() == "https",
+            public_url: settings
+                .public_url
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
         })
     }
 }
@@ -239,6 +246,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// router is, so the two cannot drift.
 pub fn api() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::home::home))
+        .routes(routes!(routes::home::new_key))
+        .routes(routes!(routes::home::disconnect))
+        .routes(routes!(routes::home::style))
+        .routes(routes!(routes::home::script))
         .routes(routes!(routes::health::health))
         .routes(routes!(routes::operations::ready))
         .routes(routes!(routes::operations::metrics))

@@ -340,7 +340,8 @@ async fn connections(settings: &Settings, command: ConnectionCommand) -> ExitCod
                         c.name,
                         c.email.as_deref().unwrap_or("-"),
                         c.state.as_str(),
-                        c.last_used_at.map_or_else(|| "-".to_owned(), iso_time),
+                        c.last_used_at
+                            .map_or_else(|| "-".to_owned(), crate::util::time::iso),
                         if c.is_default { "default" } else { "" }
                     );
                 }
@@ -418,28 +419,6 @@ async fn keys(settings: &Settings, command: KeyCommand) -> ExitCode {
             ExitCode::from(exit::STORE_UNAVAILABLE)
         }
     }
-}
-
-/// A time in ms since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-fn iso_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 async fn attach(
@@ -686,20 +665,5 @@ async fn webhooks(settings: &Settings, command: WebhookCommand) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(cause_chain(&error)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_printed_as_utc_dates() {
-        assert_eq!(iso_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso_time(1_795_651_200_000), "2026-11-26T00:00:00Z");
-        assert_eq!(
-            iso_time(951_782_400_000 + 3_723_000),
-            "2000-02-29T01:02:03Z"
-        );
     }
 }

@@ -132,6 +132,11 @@ enum HttpError {
 #[derive(Debug, Clone)]
 pub struct AsanaOAuth {
     client: OAuthClient,
+    /// The app's id and secret, for revoking a grant.
+    client_id: String,
+    client_secret: SecretString,
+    /// Asana's revocation endpoint (`/-/oauth_revoke` beside the token endpoint).
+    revoke_url: Url,
     redirect_uri: String,
     scopes: Option<String>,
     http: reqwest::Client,
@@ -157,8 +162,14 @@ impl AsanaOAuth {
             .set_redirect_uri(RedirectUrl::from_url(app.redirect_uri.clone()))
             // Asana documents client credentials in the form body.
             .set_auth_type(oauth2::AuthType::RequestBody);
+        let revoke_url = token_url
+            .join("/-/oauth_revoke")
+            .unwrap_or_else(|_| token_url.clone());
         Self {
             client,
+            client_id: app.client_id.clone(),
+            client_secret: app.client_secret.clone(),
+            revoke_url,
             redirect_uri: app.redirect_uri.to_string(),
             scopes,
             http,
@@ -215,6 +226,38 @@ impl AsanaOAuth {
             .request_async(&http)
             .await;
         granted(answer)
+    }
+
+    /// Revokes the grant behind `refresh_token` at Asana (the person disconnected).
+    #[tracing::instrument(skip_all)]
+    pub async fn revoke(&self, refresh_token: &SecretString) -> Result<(), OAuthError> {
+        let response = self
+            .http
+            .post(self.revoke_url.clone())
+            .timeout(self.timeout)
+            .form(&[
+                ("client_id", self.client_id.as_str()),
+                ("client_secret", self.client_secret.expose_secret()),
+                ("token", refresh_token.expose_secret()),
+            ])
+            .send()
+            .await
+            .map_err(|error| {
+                if error.is_timeout() {
+                    OAuthError::Timeout
+                } else {
+                    OAuthError::Transport(crate::util::cause_chain(&error))
+                }
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(OAuthError::Unavailable {
+                status: status.as_u16(),
+                retry_after: None,
+            })
+        }
     }
 
     fn http_client(

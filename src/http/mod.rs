@@ -3,4 +3,5 @@
 pub mod access;
 pub mod error;
 pub mod openapi;
+pub mod pages;
 pub mod routes;

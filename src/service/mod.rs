@@ -2,6 +2,7 @@
 
 pub mod attach;
 pub mod connect;
+pub mod home;
 pub mod keys;
 pub mod posted;
 pub mod readiness;

@@ -64,6 +64,17 @@ impl Store {
         Ok(())
     }
 
+    /// How many of `user_gid`'s keys still work.
+    pub async fn active_api_keys(&self, user_gid: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) AS n FROM api_keys WHERE user_gid = $1 AND revoked_at IS NULL",
+        )
+        .bind(user_gid)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?)
+    }
+
     /// Revokes every key of `user_gid`; how many were still active.
     pub async fn revoke_api_keys(&self, user_gid: &str) -> Result<u64, StoreError> {
         Ok(sqlx::query(

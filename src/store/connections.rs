@@ -457,6 +457,21 @@ impl Store {
         Ok(())
     }
 
+    /// The workspaces recorded for `user_gid` (none when not recorded).
+    pub async fn workspaces(&self, user_gid: &str) -> Result<Vec<Workspace>, StoreError> {
+        let row = sqlx::query("SELECT workspaces FROM connections WHERE user_gid = $1")
+            .bind(user_gid)
+            .fetch_optional(&self.pool)
+            .await?;
+        let text: Option<String> = match row {
+            Some(row) => row.try_get("workspaces")?,
+            None => None,
+        };
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
+
     /// The first connection made (whatever it stands at now): its user and workspaces.
     pub async fn first_connection(&self) -> Result<Option<(String, FirstConnection)>, StoreError> {
         let row = sqlx::query(

@@ -11,6 +11,7 @@ mod keys;
 mod pauses;
 mod posted;
 mod seal;
+mod sessions;
 mod url;
 
 #[cfg(test)]
@@ -30,6 +31,7 @@ pub use jobs::JobRow;
 pub use keys::{KeyRow, KeyState};
 pub use posted::PostedStory;
 pub use seal::{InvalidStoreKey, SealError, Sealer, StoreKey};
+pub use sessions::SessionRow;
 pub use url::{DatabaseUrl, Engine, InvalidDatabaseUrl};
 
 /// The schema, applied in order at start; additive only, so old and new replicas can share
@@ -92,7 +94,7 @@ pub struct Report {
 }
 
 /// The tables `store check` counts, with the query that counts each.
-const TABLES: [(&str, &str); 9] = [
+const TABLES: [(&str, &str); 10] = [
     ("connections", "SELECT COUNT(*) AS n FROM connections"),
     (
         "idempotency_keys",
@@ -105,6 +107,7 @@ const TABLES: [(&str, &str); 9] = [
     ("posted_stories", "SELECT COUNT(*) AS n FROM posted_stories"),
     ("webhook_jobs", "SELECT COUNT(*) AS n FROM webhook_jobs"),
     ("api_keys", "SELECT COUNT(*) AS n FROM api_keys"),
+    ("sessions", "SELECT COUNT(*) AS n FROM sessions"),
 ];
 
 /// How long the record of a posted comment is kept.
@@ -244,6 +247,11 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         // Queued jobs stay until handled: only what is done is forgotten.
         let jobs = sqlx::query("DELETE FROM webhook_jobs WHERE state = 'done' AND created_at < $1")
             .bind(cutoff)
@@ -255,7 +263,7 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(keys + seen + jobs + posted)
+        Ok(keys + seen + jobs + posted + sessions)
     }
 
     /// Frees every lease (token refreshes, webhook jobs): for a server starting on an SQLite

@@ -5,6 +5,7 @@ pub mod base_url;
 pub mod random;
 pub mod retry;
 pub mod run_to_end;
+pub mod time;
 
 /// Formats an error and its sources as one line, for the log.
 pub fn cause_chain(error: &dyn std::error::Error) -> String {

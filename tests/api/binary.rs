@@ -1139,7 +1139,7 @@ async fn authorize_prints_the_consent_url_and_exits_once_connected() {
         url,
         format!("http://127.0.0.1:{port}/asana/oauth/authorize")
     );
-    assert_eq!(callback.status(), 200);
+    assert_eq!(callback.status(), 303, "on to the home page");
     assert!(status.success(), "exit status {status}");
     reader.join().expect("stdout read to its end");
     assert!(

@@ -6,6 +6,7 @@ mod attach;
 mod binary;
 mod errors;
 mod helpers;
+mod home;
 mod mcp;
 mod mcp_fixture;
 mod oauth;

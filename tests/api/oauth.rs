@@ -68,6 +68,39 @@ async fn callback(app: &TestApp, query: &str, cookie_state: Option<&str>) -> req
     request.send().await.expect("sent")
 }
 
+/// Where a successful callback sends the browser: the home page, with the session cookie it
+/// set; the page's text and the cookie (`name=value`).
+pub async fn home_after(app: &TestApp, callback: reqwest::Response) -> (String, String) {
+    assert_eq!(
+        callback.status(),
+        303,
+        "a consent that worked ends in a redirect"
+    );
+    assert_eq!(callback.headers()["location"], "/");
+    let session = callback
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("linker_session="))
+        .expect("a session cookie")
+        .to_owned();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    let cookie = session.split(';').next().unwrap_or_default().to_owned();
+    let page = app
+        .client
+        .get(format!("{}/", app.address))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(page.status(), 200);
+    (page.text().await.expect("page"), cookie)
+}
+
 /// The browser that started `started` comes back with `params` and the consent's state.
 pub async fn return_to(app: &TestApp, started: &Started, params: &str) -> reqwest::Response {
     let query = format!("{params}&state={}", started.state());
@@ -148,10 +181,11 @@ async fn the_callback_exchanges_the_code_with_the_matching_verifier_and_stores_t
 
     let response = return_to(&app, &started, "code=the-code").await;
 
-    assert_eq!(response.status(), 200);
-    let page = response.text().await.expect("page");
+    let (page, _) = home_after(&app, response).await;
     assert!(
-        page.contains("Connected to Asana as Ada Lovelace"),
+        page.contains(
+            "Connected as <strong>Ada Lovelace</strong> (ada@example.com), workspace Acme"
+        ),
         "{page}"
     );
     assert!(!page.contains("fresh-access") && !page.contains("fresh-refresh"));
@@ -192,7 +226,7 @@ async fn a_replayed_state_is_refused_without_a_second_exchange() {
     let first = callback(&app, &query, Some(started.state())).await;
     let replay = callback(&app, &query, Some(started.state())).await;
 
-    assert_eq!(first.status(), 200);
+    assert_eq!(first.status(), 303);
     assert_eq!(replay.status(), 400);
     assert!(replay.text().await.expect("page").contains("invalid"));
 }
@@ -302,10 +336,9 @@ async fn the_user_name_is_read_from_users_me_and_escaped() {
 
     let response = return_to(&app, &started, "code=the-code").await;
 
-    assert_eq!(response.status(), 200);
-    let page = response.text().await.expect("page");
+    let (page, _) = home_after(&app, response).await;
     assert!(
-        page.contains("Connected to Asana as &lt;b&gt;Eve&lt;/b&gt;"),
+        page.contains("Connected as <strong>&lt;b&gt;Eve&lt;/b&gt;</strong>"),
         "{page}"
     );
 }
@@ -340,4 +373,34 @@ async fn authorize_without_oauth_settings_names_what_is_missing() {
 
     assert_eq!(response.status(), 503);
     assert_eq!(error_code(response).await, "not_configured");
+}
+
+#[tokio::test]
+async fn a_flood_of_authorize_requests_from_one_client_leaves_anothers_consent_working() {
+    let app = spawn_app_with(Seed::Nothing, &[]).await;
+    mount_code_exchange(&app, token_answer("fresh-access", Some("fresh-refresh")), 1).await;
+    let started = start_consent(&app).await;
+
+    // Someone else starts 2,000 consents and finishes none.
+    let flood: Vec<_> = (0..2000)
+        .map(|_| {
+            app.client
+                .get(format!("{}/asana/oauth/authorize", app.address))
+                .send()
+        })
+        .collect();
+    let mut refused = 0;
+    for request in flood {
+        if !request.await.expect("sent").status().is_redirection() {
+            refused += 1;
+        }
+    }
+    let response = return_to(&app, &started, "code=the-code").await;
+
+    assert_eq!(refused, 0);
+    let (page, _) = home_after(&app, response).await;
+    assert!(
+        page.contains("Connected as <strong>Ada Lovelace</strong>"),
+        "{page}"
+    );
 }

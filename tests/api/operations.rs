@@ -255,6 +255,11 @@ async fn the_openapi_document_lists_every_route_and_every_listed_route_exists() 
         })
         .collect();
     let expected: BTreeSet<(String, String)> = [
+        ("GET", "/"),
+        ("POST", "/keys/new"),
+        ("POST", "/disconnect"),
+        ("GET", "/assets/linker.css"),
+        ("GET", "/assets/copy.js"),
         ("GET", "/health"),
         ("GET", "/ready"),
         ("GET", "/metrics"),

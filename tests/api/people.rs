@@ -32,7 +32,7 @@ async fn store(app: &TestApp) -> Store {
 async fn two_people(extra: &[(&str, &str)]) -> TestApp {
     let app = ada_connected(extra).await;
     let page = grace_consents(&app, &[ACME]).await;
-    assert_eq!(page.status(), 200);
+    assert_eq!(page.status(), 303, "connected, on to the home page");
     app
 }
 
@@ -295,7 +295,7 @@ async fn allowed_workspaces_names_who_may_connect() {
 
         let page = grace_consents(&app, &[("2222", "Other")]).await;
 
-        let expected = if admitted { 200 } else { 403 };
+        let expected = if admitted { 303 } else { 403 };
         assert_eq!(page.status(), expected, "ALLOWED_WORKSPACES={allowed}");
         let listed = store(&app).await.list_connections().await.expect("list");
         assert_eq!(listed.len(), if admitted { 2 } else { 1 });

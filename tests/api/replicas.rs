@@ -146,8 +146,8 @@ async fn a_consent_started_on_one_replica_finishes_on_another_and_serves_them_al
 
     assert_eq!(
         consented.status(),
-        200,
-        "the consent completes on replica 1"
+        303,
+        "the consent completes on replica 1, on to the home page"
     );
     assert_eq!(second.status(), 201);
     assert_eq!(third.status(), 201);

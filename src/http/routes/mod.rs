@@ -3,6 +3,7 @@
 pub mod attach;
 pub mod contexts;
 pub mod health;
+pub mod home;
 pub mod oauth;
 pub mod operations;
 pub mod webhooks;

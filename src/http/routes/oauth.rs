@@ -5,27 +5,15 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::app::AppState;
 use crate::asana::OAuthError;
 use crate::http::error::ApiError;
+use crate::http::pages::{cookie, escape, message as page, set_cookie, set_header};
 use crate::service::connect::{self, CallbackParams, ConnectError};
 use crate::util::cause_chain;
-
-/// What every page carries: no scripts, styles, frames or forms from anywhere, no framing by
-/// others, no MIME sniffing, no caching, no referrer.
-const PAGE_HEADERS: [(header::HeaderName, &str); 5] = [
-    (
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-    ),
-    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::X_FRAME_OPTIONS, "DENY"),
-    (header::CACHE_CONTROL, "no-store"),
-    (header::REFERRER_POLICY, "no-referrer"),
-];
 
 /// Cookie binding a consent's `state` to the browser that started it.
 const STATE_COOKIE: &str = "linker_oauth_state";
@@ -47,9 +35,12 @@ pub async fn authorize(State(state): State<Arc<AppState>>) -> Response {
         }
         Err(other) => return ApiError::Internal(cause_chain(&other)).into_response(),
     };
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
-    let cookie = format!(
-        "{STATE_COOKIE}={consent_state}; HttpOnly; SameSite=Lax; Path=/asana/oauth; Max-Age=600{secure}"
+    let cookie = set_cookie(
+        STATE_COOKIE,
+        &consent_state,
+        "/asana/oauth",
+        600,
+        state.secure_cookies,
     );
     let mut response = Redirect::to(url.as_str()).into_response();
     set_header(&mut response, header::SET_COOKIE, &cookie);
@@ -65,7 +56,7 @@ pub async fn authorize(State(state): State<Arc<AppState>>) -> Response {
         ("error" = Option<String>, Query, description = "Asana's error, e.g. access_denied"),
     ),
     responses(
-        (status = 200, description = "HTML page: connected", content_type = "text/html"),
+        (status = 303, description = "Connected: a session cookie, and on to the home page"),
         (status = 400, description = "HTML page: invalid state, denied or refused code", content_type = "text/html"),
         (status = 502, description = "HTML page: Asana failed", content_type = "text/html"),
     ))]
@@ -77,18 +68,38 @@ pub async fn callback(
     let params = query.map(|Query(p)| p).unwrap_or_default();
     let browser_state = cookie(&headers, STATE_COOKIE);
     let mut response = match connect::finish(&state, params, browser_state.as_deref()).await {
-        Ok(user) => page(
-            StatusCode::OK,
-            "Connected",
-            &format!("Connected to Asana as {}.", escape(&user.name)),
-        ),
+        // Post/redirect/get: the home page says who is connected, and a reload of it never
+        // replays a spent consent.
+        Ok(user) => match crate::service::home::sign_in(&state, &user.gid).await {
+            Ok(session) => {
+                let mut response = Redirect::to("/").into_response();
+                set_header(
+                    &mut response,
+                    header::SET_COOKIE,
+                    &crate::http::routes::home::session_cookie(&session, state.secure_cookies),
+                );
+                set_header(&mut response, header::CACHE_CONTROL, "no-store");
+                response
+            }
+            Err(error) => {
+                tracing::error!(error = %cause_chain(&error), "connected, but no session could be opened");
+                page(
+                    StatusCode::OK,
+                    "Connected",
+                    &format!(
+                        "Connected to Asana as {}, but the linker's store could not open a session; see the service log.",
+                        escape(&user.name)
+                    ),
+                )
+            }
+        },
         Err(error) => failure_page(&error),
     };
     // The state is spent either way.
     set_header(
         &mut response,
         header::SET_COOKIE,
-        &format!("{STATE_COOKIE}=; HttpOnly; SameSite=Lax; Path=/asana/oauth; Max-Age=0"),
+        &set_cookie(STATE_COOKIE, "", "/asana/oauth", 0, state.secure_cookies),
     );
     response
 }
@@ -156,75 +167,5 @@ fn failure_page(error: &ConnectError) -> Response {
                 &format!("The linker's store did not answer; see the service log. {again}"),
             )
         }
-    }
-}
-
-fn page(status: StatusCode, title: &str, message_html: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-         <body><h1>{title}</h1><p>{message_html}</p></body></html>"
-    );
-    let mut response = (status, Html(html)).into_response();
-    for (name, value) in PAGE_HEADERS {
-        set_header(&mut response, name, value);
-    }
-    response
-}
-
-fn set_header(response: &mut Response, name: header::HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        response.headers_mut().append(name, value);
-    }
-}
-
-/// The value of cookie `name`, if the browser sent it.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
-}
-
-/// Escapes text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escape_neutralises_markup() {
-        assert_eq!(
-            escape(r#"<script>alert("x&y")</script>"#),
-            "&lt;script&gt;alert(&quot;x&amp;y&quot;)&lt;/script&gt;"
-        );
-    }
-
-    #[test]
-    fn cookie_finds_the_named_value_among_others() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; linker_oauth_state=abc; b=2"),
-        );
-        assert_eq!(cookie(&headers, STATE_COOKIE).as_deref(), Some("abc"));
-        assert_eq!(cookie(&headers, "missing"), None);
     }
 }
