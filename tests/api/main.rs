@@ -4,6 +4,7 @@
 mod access;
 mod attach;
 mod binary;
+mod browser;
 mod errors;
 mod helpers;
 mod home;
