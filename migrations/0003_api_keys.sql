@@ -28,3 +28,11 @@ CREATE TABLE sessions (
 );
 
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
+
+-- Keys the service makes for itself, shared by every replica: `cookie_key` seals the cookie
+-- that carries a consent in progress (sealed with STORE_KEY when it is set).
+CREATE TABLE secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);

@@ -210,7 +210,7 @@ impl AppState {
             idempotency,
             oauth,
             missing_oauth: settings.missing_oauth.clone(),
-            consents: PendingConsents::new(store.clone()),
+            consents: PendingConsents::load(store.clone()).await?,
             keys: PersonalKeys::new(store.clone()),
             allowed_workspaces: settings.allowed_workspaces.clone(),
             store,

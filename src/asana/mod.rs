@@ -16,7 +16,7 @@ pub use client::{
 };
 pub use comment::{CommentDraft, find_marked, post_comment};
 pub use connections::Connections;
-pub use consent::{PendingConsents, PendingError};
+pub use consent::{CONSENT_TTL, PendingConsents};
 pub use marker::Marker;
 pub use oauth::{AsanaOAuth, Consent, OAuthError};
 pub use token_file::{AsanaUser, StoredTokens, TokenFile, TokenFileError};

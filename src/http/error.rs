@@ -108,9 +108,6 @@ pub enum ApiError {
         /// Seconds to wait, passed on as `Retry-After`.
         retry_after: u64,
     },
-    /// 503 `consents_busy`: too many consents are in progress to start another.
-    #[error("too many consents are in progress; try again in a few minutes")]
-    ConsentsBusy,
     /// 503 `store_unavailable`: the store did not answer; the cause goes to the log.
     #[error("the linker's store is unavailable; retry later")]
     StoreUnavailable(String),
@@ -158,7 +155,6 @@ impl ApiError {
             }
             Self::IdempotencyInFlight { .. } => (S::CONFLICT, "idempotency_in_flight", L::INFO),
             Self::StoreUnavailable(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable", L::ERROR),
-            Self::ConsentsBusy => (S::SERVICE_UNAVAILABLE, "consents_busy", L::WARN),
             Self::WebhookHandshakeRefused => (S::FORBIDDEN, "webhook_handshake_refused", L::INFO),
             Self::WebhookQueueFull => (S::SERVICE_UNAVAILABLE, "webhook_queue_full", L::WARN),
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal_error", L::ERROR),

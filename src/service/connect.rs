@@ -1,10 +1,9 @@
 //! Connecting an Asana account: starting a consent and finishing it at the callback.
 
-use subtle::ConstantTimeEq;
 use url::Url;
 
 use crate::app::AppState;
-use crate::asana::{AsanaError, AsanaUser, OAuthError, PendingError, Profile, TokenError};
+use crate::asana::{AsanaError, AsanaUser, OAuthError, Profile, TokenError};
 use crate::domain::{AllowedWorkspaces, FirstConnection};
 use crate::store::StoreError;
 
@@ -35,11 +34,8 @@ pub enum ConnectError {
     /// Storing the tokens failed.
     #[error("storing the tokens failed")]
     Store(#[source] TokenError),
-    /// Too many consents are in progress to start another.
-    #[error("too many consents are in progress")]
-    Busy,
-    /// The store could not keep or read the consent.
-    #[error("the consent could not be kept or read")]
+    /// The store could not record or read the consent.
+    #[error("the consent could not be recorded or read")]
     Pending(#[source] StoreError),
     /// The user's workspaces are not among those allowed to connect (`ALLOWED_WORKSPACES`).
     #[error("none of the user's workspaces may connect: {}", .0.join(", "))]
@@ -57,22 +53,16 @@ pub struct CallbackParams {
     pub error: Option<String>,
 }
 
-/// Starts a consent: returns Asana's consent URL and the `state` to bind to the browser.
-pub async fn start(state: &AppState) -> Result<(Url, String), ConnectError> {
+/// Starts a consent: returns Asana's consent URL and the cookie that carries the consent in
+/// the browser that starts it.
+pub fn start(state: &AppState) -> Result<(Url, String), ConnectError> {
     let oauth = state
         .oauth
         .as_ref()
         .ok_or_else(|| ConnectError::NotConfigured(state.missing_oauth.clone()))?;
     let consent = oauth.consent();
-    state
-        .consents
-        .insert(&consent.state, &consent.verifier)
-        .await
-        .map_err(|error| match error {
-            PendingError::Full => ConnectError::Busy,
-            PendingError::Store(error) => ConnectError::Pending(error),
-        })?;
-    Ok((consent.url, consent.state))
+    let cookie = state.consents.begin(&consent.state, &consent.verifier);
+    Ok((consent.url, cookie))
 }
 
 /// Finishes a consent. The state is checked (and spent) before anything is sent to Asana.
@@ -80,28 +70,22 @@ pub async fn start(state: &AppState) -> Result<(Url, String), ConnectError> {
 pub async fn finish(
     state: &AppState,
     params: CallbackParams,
-    browser_state: Option<&str>,
+    browser_cookie: Option<&str>,
 ) -> Result<AsanaUser, ConnectError> {
     let oauth = state
         .oauth
         .as_ref()
         .ok_or_else(|| ConnectError::NotConfigured(state.missing_oauth.clone()))?;
-    let verifier = match params.state.as_deref() {
-        Some(sent) => state
+    // The state first: an `error` on a link this browser did not start says nothing true.
+    let verifier = match (params.state.as_deref(), browser_cookie) {
+        (Some(sent), Some(cookie)) => state
             .consents
-            .take(sent)
+            .finish(cookie, sent)
             .await
             .map_err(ConnectError::Pending)?,
-        None => None,
+        _ => None,
     };
-    let same_browser = match (params.state.as_deref(), browser_state) {
-        (Some(sent), Some(held)) => bool::from(sent.as_bytes().ct_eq(held.as_bytes())),
-        _ => false,
-    };
-    // The state first: an `error` on a link this browser did not start says nothing true.
-    let verifier = verifier
-        .filter(|_| same_browser)
-        .ok_or(ConnectError::InvalidState)?;
+    let verifier = verifier.ok_or(ConnectError::InvalidState)?;
     if let Some(error) = params.error {
         return Err(ConnectError::Denied { error });
     }

@@ -182,6 +182,24 @@ impl Store {
                 .await?;
             resealed += 1;
         }
+        let secrets = sqlx::query("SELECT name, value FROM secrets")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in secrets {
+            let name: String = row.try_get("name")?;
+            let value: String = row.try_get("value")?;
+            let opened = self.sealer.open(&value)?;
+            if self.sealer.is_current(&value) {
+                continue;
+            }
+            sqlx::query("UPDATE secrets SET value = $1 WHERE name = $2 AND value = $3")
+                .bind(self.sealer.seal(opened.expose_secret())?)
+                .bind(&name)
+                .bind(&value)
+                .execute(&self.pool)
+                .await?;
+            resealed += 1;
+        }
         if resealed > 0 {
             tracing::info!(
                 resealed,

@@ -1,9 +1,11 @@
-//! The `oauth_consents` table: consents started and not yet finished. The state is kept
-//! hashed and the PKCE verifier sealed, so a dump of the table cannot finish a consent.
+//! What consents need from the store: the key that seals the consent cookie (made once, shared
+//! by every replica) and the states already used (`oauth_consents`, hashed, kept for the ten
+//! minutes a consent may take), so that a consent finishes once. Nothing is written when a
+//! consent starts: it travels in the browser's cookie.
 
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
@@ -17,60 +19,52 @@ fn state_hash(state: &str) -> String {
 }
 
 impl Store {
-    /// Keeps a consent for `ttl`, unless `max` unexpired ones are pending already: `false`
-    /// then, and nothing is kept (nothing pending is ever evicted to make room).
-    pub async fn begin_consent(
-        &self,
-        state: &str,
-        verifier: &SecretString,
-        ttl: Duration,
-        max: i64,
-    ) -> Result<bool, StoreError> {
+    /// Records `state` as used: `true` the first time within `ttl`, `false` on a replay.
+    pub async fn spend_consent(&self, state: &str, ttl: Duration) -> Result<bool, StoreError> {
         let now = now_ms();
         sqlx::query("DELETE FROM oauth_consents WHERE created_at < $1")
             .bind(now - millis(ttl))
             .execute(&self.pool)
             .await?;
-        let pending: i64 = sqlx::query("SELECT COUNT(*) AS n FROM oauth_consents")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
-        if pending >= max {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO oauth_consents (state_hash, verifier, created_at) VALUES ($1, $2, $3)",
+        Ok(sqlx::query(
+            "INSERT INTO oauth_consents (state_hash, verifier, created_at) VALUES ($1, '', $2) \
+             ON CONFLICT (state_hash) DO NOTHING",
         )
         .bind(state_hash(state))
-        .bind(self.sealer.seal(verifier.expose_secret())?)
         .bind(now)
         .execute(&self.pool)
-        .await?;
-        Ok(true)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
-    /// Takes the verifier of `state` if it was kept less than `ttl` ago; whatever the
-    /// outcome, the state cannot be used again.
-    pub async fn take_consent(
-        &self,
-        state: &str,
-        ttl: Duration,
-    ) -> Result<Option<SecretString>, StoreError> {
-        let row = sqlx::query(
-            "DELETE FROM oauth_consents WHERE state_hash = $1 RETURNING verifier, created_at",
+    /// The 32-byte key that seals consent cookies: made by the first process that asks and
+    /// read by every other one.
+    pub async fn cookie_key(&self) -> Result<[u8; 32], StoreError> {
+        let fresh = crate::util::random::secret_hex(32);
+        sqlx::query(
+            "INSERT INTO secrets (name, value, created_at) VALUES ('cookie_key', $1, $2) \
+             ON CONFLICT (name) DO NOTHING",
         )
-        .bind(state_hash(state))
-        .fetch_optional(&self.pool)
+        .bind(self.sealer.seal(&fresh)?)
+        .bind(now_ms())
+        .execute(&self.pool)
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let created_at: i64 = row.try_get("created_at")?;
-        if created_at < now_ms() - millis(ttl) {
-            return Ok(None);
+        let sealed: String = sqlx::query("SELECT value FROM secrets WHERE name = 'cookie_key'")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("value")?;
+        let hex = self.sealer.open(&sealed)?;
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = hex
+                .expose_secret()
+                .get(2 * i..2 * i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or(StoreError::Unsupported(
+                    "the stored cookie key is malformed",
+                ))?;
         }
-        Ok(Some(
-            self.sealer.open(&row.try_get::<String, _>("verifier")?)?,
-        ))
+        Ok(key)
     }
 }

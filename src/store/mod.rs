@@ -94,7 +94,7 @@ pub struct Report {
 }
 
 /// The tables `store check` counts, with the query that counts each.
-const TABLES: [(&str, &str); 10] = [
+const TABLES: [(&str, &str); 11] = [
     ("connections", "SELECT COUNT(*) AS n FROM connections"),
     (
         "idempotency_keys",
@@ -102,6 +102,7 @@ const TABLES: [(&str, &str); 10] = [
     ),
     ("seen_events", "SELECT COUNT(*) AS n FROM seen_events"),
     ("oauth_consents", "SELECT COUNT(*) AS n FROM oauth_consents"),
+    ("secrets", "SELECT COUNT(*) AS n FROM secrets"),
     ("rate_limits", "SELECT COUNT(*) AS n FROM rate_limits"),
     ("webhook_hooks", "SELECT COUNT(*) AS n FROM webhook_hooks"),
     ("posted_stories", "SELECT COUNT(*) AS n FROM posted_stories"),

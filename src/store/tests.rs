@@ -5,6 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::Row;
 
 use super::*;
 use crate::asana::{AsanaUser, StoredTokens};
@@ -376,63 +377,31 @@ async fn with_a_store_key_no_token_is_in_the_database_and_a_key_can_be_rotated()
 }
 
 #[tokio::test]
-async fn a_consent_is_taken_once_within_its_time_and_a_full_table_refuses_without_evicting() {
-    for (store, _dir) in engines().await {
-        let engine = store.url().engine();
+async fn a_consent_state_is_spent_once_and_the_cookie_key_is_made_once_and_sealed() {
+    for (url, _dir) in urls().await {
+        let engine = url.engine();
+        let key = StoreKey::parse("STORE_KEY", &"ab".repeat(32)).expect("key");
+        let store = Store::open_and_migrate(&url, Sealer::new(Some(key), None))
+            .await
+            .expect("store");
         let ttl = Duration::from_secs(600);
-        let verifier = SecretString::from("verifier-1");
+        assert!(store.spend_consent("s1", ttl).await.expect("spend"));
         assert!(
-            store
-                .begin_consent("s1", &verifier, ttl, 2)
-                .await
-                .expect("kept")
+            !store.spend_consent("s1", ttl).await.expect("replay"),
+            "{engine}"
         );
-        assert!(
-            store
-                .begin_consent("s2", &verifier, ttl, 2)
-                .await
-                .expect("kept")
-        );
-        assert!(
-            !store
-                .begin_consent("s3", &verifier, ttl, 2)
-                .await
-                .expect("answered"),
-            "{engine}: full"
-        );
+        assert!(store.spend_consent("s2", ttl).await.expect("another"));
 
-        let taken = store.take_consent("s1", ttl).await.expect("read");
-        assert_eq!(
-            taken.as_ref().map(|v| v.expose_secret()),
-            Some("verifier-1"),
-            "{engine}"
-        );
-        assert!(
-            store.take_consent("s1", ttl).await.expect("read").is_none(),
-            "{engine}: once"
-        );
-        assert!(
-            store.take_consent("s3", ttl).await.expect("read").is_none(),
-            "{engine}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert!(
-            store
-                .take_consent("s2", Duration::from_millis(1))
-                .await
-                .expect("read")
-                .is_none(),
-            "{engine}: expired"
-        );
-        let raw = sqlx::query("SELECT COUNT(*) AS n FROM oauth_consents WHERE state_hash = 's1'")
+        let first = store.cookie_key().await.expect("made");
+        assert_eq!(store.cookie_key().await.expect("read"), first, "{engine}");
+        let stored: String = sqlx::query("SELECT value FROM secrets WHERE name = 'cookie_key'")
             .fetch_one(&store.pool)
             .await
-            .expect("count");
-        assert_eq!(
-            raw.get::<i64, _>("n"),
-            0,
-            "{engine}: states are kept hashed"
-        );
+            .expect("row")
+            .try_get("value")
+            .expect("value");
+        let hex: String = first.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!stored.contains(&hex), "{engine}: sealed with STORE_KEY");
     }
 }
 

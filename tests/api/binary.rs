@@ -1119,7 +1119,7 @@ async fn authorize_prints_the_consent_url_and_exits_once_connected() {
 
     let callback = client
         .get(format!("{redirect}?code=the-code&state={state}"))
-        .header("cookie", format!("linker_oauth_state={state}"))
+        .header("cookie", crate::helpers::consent_cookie(&consent))
         .send()
         .await
         .expect("callback");

@@ -375,6 +375,20 @@ pub fn token_answer(access: &str, refresh: Option<&str>) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(body)
 }
 
+/// The `Cookie` header a browser sends back after `/asana/oauth/authorize` answered
+/// `response`: the consent it carries.
+pub fn consent_cookie(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("linker_consent="))
+        .and_then(|v| v.split(';').next())
+        .expect("a consent cookie")
+        .to_owned()
+}
+
 /// The error code of a JSON envelope.
 pub async fn error_code(response: reqwest::Response) -> String {
     let body: Value = response.json().await.expect("a JSON body");

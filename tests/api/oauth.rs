@@ -26,6 +26,15 @@ impl Started {
     fn state(&self) -> &str {
         &self.params["state"]
     }
+
+    /// The value of the cookie that carries the consent.
+    pub fn cookie(&self) -> &str {
+        self.set_cookie
+            .split(';')
+            .next()
+            .and_then(|pair| pair.strip_prefix("linker_consent="))
+            .expect("a linker_consent cookie")
+    }
 }
 
 pub async fn start_consent(app: &TestApp) -> Started {
@@ -58,12 +67,12 @@ pub async fn start_consent(app: &TestApp) -> Started {
     }
 }
 
-async fn callback(app: &TestApp, query: &str, cookie_state: Option<&str>) -> reqwest::Response {
+async fn callback(app: &TestApp, query: &str, consent: Option<&str>) -> reqwest::Response {
     let mut request = app
         .client
         .get(format!("{}/asana/oauth/callback?{query}", app.address));
-    if let Some(state) = cookie_state {
-        request = request.header("cookie", format!("linker_oauth_state={state}"));
+    if let Some(consent) = consent {
+        request = request.header("cookie", format!("linker_consent={consent}"));
     }
     request.send().await.expect("sent")
 }
@@ -104,7 +113,7 @@ pub async fn home_after(app: &TestApp, callback: reqwest::Response) -> (String, 
 /// The browser that started `started` comes back with `params` and the consent's state.
 pub async fn return_to(app: &TestApp, started: &Started, params: &str) -> reqwest::Response {
     let query = format!("{params}&state={}", started.state());
-    callback(app, &query, Some(started.state())).await
+    callback(app, &query, Some(started.cookie())).await
 }
 
 async fn mount_code_exchange(app: &TestApp, answer: ResponseTemplate, times: u64) {
@@ -145,7 +154,11 @@ async fn authorize_redirects_to_asana_with_state_pkce_and_a_browser_cookie() {
         "no scope unless configured"
     );
     let cookie = &started.set_cookie;
-    assert!(cookie.starts_with(&format!("linker_oauth_state={}", started.state())));
+    assert!(cookie.starts_with("linker_consent="), "{cookie}");
+    assert!(
+        !cookie.contains(started.state()),
+        "the consent is sealed in the cookie"
+    );
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
         "{cookie}"
@@ -223,8 +236,8 @@ async fn a_replayed_state_is_refused_without_a_second_exchange() {
     let started = start_consent(&app).await;
     let query = format!("code=the-code&state={}", started.state());
 
-    let first = callback(&app, &query, Some(started.state())).await;
-    let replay = callback(&app, &query, Some(started.state())).await;
+    let first = callback(&app, &query, Some(started.cookie())).await;
+    let replay = callback(&app, &query, Some(started.cookie())).await;
 
     assert_eq!(first.status(), 303);
     assert_eq!(replay.status(), 400);
@@ -253,7 +266,11 @@ async fn forged_or_unbound_states_are_refused_before_any_request_to_asana() {
             Some("other".to_owned()),
             "another browser's cookie",
         ),
-        ("code=the-code".to_owned(), Some(state.clone()), "no state"),
+        (
+            "code=the-code".to_owned(),
+            Some(started.cookie().to_owned()),
+            "no state",
+        ),
     ];
 
     for (query, cookie, why) in cases {
@@ -395,9 +412,19 @@ async fn a_flood_of_authorize_requests_from_one_client_leaves_anothers_consent_w
             refused += 1;
         }
     }
+    let settings = mcp_asana_linker::Settings::from_vars(app.vars.clone()).expect("settings");
+    let store = mcp_asana_linker::store::Store::open(&settings.database_url, settings.store_sealer)
+        .await
+        .expect("store");
+    let report = store.report().await.expect("report");
     let response = return_to(&app, &started, "code=the-code").await;
 
     assert_eq!(refused, 0);
+    assert!(
+        report.rows.contains(&("oauth_consents", 0)),
+        "a consent in progress is kept in its browser, not on the server: {:?}",
+        report.rows
+    );
     let (page, _) = home_after(&app, response).await;
     assert!(
         page.contains("Connected as <strong>Ada Lovelace</strong>"),

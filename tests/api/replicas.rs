@@ -136,7 +136,7 @@ async fn a_consent_started_on_one_replica_finishes_on_another_and_serves_them_al
         .get(format!(
             "{second}/asana/oauth/callback?code=the-code&state={state}"
         ))
-        .header("cookie", format!("linker_oauth_state={state}"))
+        .header("cookie", crate::helpers::consent_cookie(&started))
         .send()
         .await
         .expect("sent");

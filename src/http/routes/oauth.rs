@@ -9,14 +9,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::app::AppState;
-use crate::asana::OAuthError;
+use crate::asana::{CONSENT_TTL, OAuthError};
 use crate::http::error::ApiError;
 use crate::http::pages::{cookie, escape, message as page, set_cookie, set_header};
 use crate::service::connect::{self, CallbackParams, ConnectError};
 use crate::util::cause_chain;
 
-/// Cookie binding a consent's `state` to the browser that started it.
-const STATE_COOKIE: &str = "linker_oauth_state";
+/// Cookie carrying a consent in progress (sealed) in the browser that started it.
+const CONSENT_COOKIE: &str = "linker_consent";
 
 /// Redirects to Asana's consent page (state and PKCE) and sets the state cookie.
 #[utoipa::path(get, path = "/asana/oauth/authorize", tag = "oauth", responses(
@@ -24,22 +24,18 @@ const STATE_COOKIE: &str = "linker_oauth_state";
     (status = 503, description = "OAuth settings missing", body = crate::http::openapi::ErrorBody),
 ))]
 pub async fn authorize(State(state): State<Arc<AppState>>) -> Response {
-    let (url, consent_state) = match connect::start(&state).await {
+    let (url, consent) = match connect::start(&state) {
         Ok(started) => started,
         Err(ConnectError::NotConfigured(missing)) => {
             return ApiError::NotConfigured(missing).into_response();
         }
-        Err(ConnectError::Busy) => return ApiError::ConsentsBusy.into_response(),
-        Err(ConnectError::Pending(error)) => {
-            return ApiError::StoreUnavailable(cause_chain(&error)).into_response();
-        }
         Err(other) => return ApiError::Internal(cause_chain(&other)).into_response(),
     };
     let cookie = set_cookie(
-        STATE_COOKIE,
-        &consent_state,
+        CONSENT_COOKIE,
+        &consent,
         "/asana/oauth",
-        600,
+        CONSENT_TTL.as_secs(),
         state.secure_cookies,
     );
     let mut response = Redirect::to(url.as_str()).into_response();
@@ -66,8 +62,8 @@ pub async fn callback(
     query: Result<Query<CallbackParams>, QueryRejection>,
 ) -> Response {
     let params = query.map(|Query(p)| p).unwrap_or_default();
-    let browser_state = cookie(&headers, STATE_COOKIE);
-    let mut response = match connect::finish(&state, params, browser_state.as_deref()).await {
+    let browser_cookie = cookie(&headers, CONSENT_COOKIE);
+    let mut response = match connect::finish(&state, params, browser_cookie.as_deref()).await {
         // Post/redirect/get: the home page says who is connected, and a reload of it never
         // replays a spent consent.
         Ok(user) => match crate::service::home::sign_in(&state, &user.gid).await {
@@ -99,7 +95,7 @@ pub async fn callback(
     set_header(
         &mut response,
         header::SET_COOKIE,
-        &set_cookie(STATE_COOKIE, "", "/asana/oauth", 0, state.secure_cookies),
+        &set_cookie(CONSENT_COOKIE, "", "/asana/oauth", 0, state.secure_cookies),
     );
     response
 }
@@ -159,7 +155,7 @@ fn failure_page(error: &ConnectError) -> Response {
                 escape(&workspaces.join(", "))
             ),
         ),
-        ConnectError::Store(_) | ConnectError::Pending(_) | ConnectError::Busy => {
+        ConnectError::Store(_) | ConnectError::Pending(_) => {
             tracing::error!(error = %cause_chain(error), "consent failed");
             page(
                 StatusCode::SERVICE_UNAVAILABLE,
