@@ -36,3 +36,6 @@ CREATE TABLE secrets (
     value TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+
+-- Whose connection registered each webhook: its rules (tags, projects) act as that person.
+ALTER TABLE webhook_hooks ADD COLUMN user_gid TEXT;

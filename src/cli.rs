@@ -126,7 +126,8 @@ pub enum StoreCommand {
 /// Webhook subcommands.
 #[derive(Subcommand)]
 pub enum WebhookCommand {
-    /// Register a webhook; the service must be running and reachable at --target.
+    /// Register a webhook; the service must be running and reachable at --target. Its rules
+    /// act as the connection that registers it.
     Register {
         /// Gid of the project, task or tag to watch.
         #[arg(long)]
@@ -134,18 +135,27 @@ pub enum WebhookCommand {
         /// The service's public base URL, e.g. https://x.ngrok.app.
         #[arg(long)]
         target: String,
+        /// Whose connection registers it (Asana user gid or email); the default one if omitted.
+        #[arg(long = "as")]
+        acting_as: Option<String>,
     },
     /// List the webhooks of a workspace.
     List {
         /// Gid of the workspace.
         #[arg(long)]
         workspace: String,
+        /// Whose connection lists them (Asana user gid or email); the default one if omitted.
+        #[arg(long = "as")]
+        acting_as: Option<String>,
     },
     /// Delete a webhook.
     Delete {
         /// Gid of the webhook.
         #[arg(long)]
         webhook: String,
+        /// Whose connection deletes it (Asana user gid or email); the default one if omitted.
+        #[arg(long = "as")]
+        acting_as: Option<String>,
     },
 }
 
@@ -466,16 +476,9 @@ async fn attach(
         let error = ApiError::from(error);
         return fail(format!("{error} ({})", error.code()));
     }
-    let acting = match &acting_as {
-        Some(who) => state.attacher.connections.find(who).await,
-        None => state.attacher.connections.default().await,
-    };
-    let acting = match acting {
+    let acting = match acting(&state, acting_as.as_deref()).await {
         Ok(acting) => acting,
-        Err(error) => {
-            eprintln!("mcp-asana-linker: {error}");
-            return ExitCode::from(exit::NOT_CONNECTED);
-        }
+        Err(code) => return code,
     };
     let attached = state
         .attacher
@@ -629,36 +632,64 @@ async fn check(settings: &Settings) -> ExitCode {
     }
 }
 
+/// The connection `--as` names, else the default one; the exit code when there is none.
+async fn acting(
+    state: &AppState,
+    acting_as: Option<&str>,
+) -> Result<Arc<crate::asana::TokenManager>, ExitCode> {
+    let found = match acting_as {
+        Some(who) => state.attacher.connections.find(who).await,
+        None => state.attacher.connections.default().await,
+    };
+    found.map_err(|error| {
+        eprintln!("mcp-asana-linker: {error}");
+        ExitCode::from(exit::NOT_CONNECTED)
+    })
+}
+
 async fn webhooks(settings: &Settings, command: WebhookCommand) -> ExitCode {
     let state = match state(settings).await {
         Ok(state) => state,
         Err(code) => return code,
     };
+    let acting_as = match &command {
+        WebhookCommand::Register { acting_as, .. }
+        | WebhookCommand::List { acting_as, .. }
+        | WebhookCommand::Delete { acting_as, .. } => acting_as.clone(),
+    };
+    let acting = match acting(&state, acting_as.as_deref()).await {
+        Ok(acting) => acting,
+        Err(code) => return code,
+    };
     let outcome = match command {
-        WebhookCommand::Register { resource, target } => {
-            admin::register(&state, &resource, &target).await.map(|r| {
+        WebhookCommand::Register {
+            resource, target, ..
+        } => admin::register(&state, &acting, &resource, &target)
+            .await
+            .map(|r| {
                 println!(
                     "registered webhook {} on resource {resource}: events go to {} (hook id {})",
                     r.webhook_gid, r.target, r.hook_id
                 );
+            }),
+        WebhookCommand::List { workspace, .. } => {
+            admin::list(&state, &acting, &workspace).await.map(|hooks| {
+                for hook in &hooks {
+                    println!(
+                        "{}\t{}\t{}",
+                        hook.gid,
+                        if hook.active.unwrap_or(false) {
+                            "active"
+                        } else {
+                            "inactive"
+                        },
+                        hook.target.as_deref().unwrap_or("-")
+                    );
+                }
+                println!("{} webhook(s) in workspace {workspace}", hooks.len());
             })
         }
-        WebhookCommand::List { workspace } => admin::list(&state, &workspace).await.map(|hooks| {
-            for hook in &hooks {
-                println!(
-                    "{}\t{}\t{}",
-                    hook.gid,
-                    if hook.active.unwrap_or(false) {
-                        "active"
-                    } else {
-                        "inactive"
-                    },
-                    hook.target.as_deref().unwrap_or("-")
-                );
-            }
-            println!("{} webhook(s) in workspace {workspace}", hooks.len());
-        }),
-        WebhookCommand::Delete { webhook } => admin::delete(&state, &webhook)
+        WebhookCommand::Delete { webhook, .. } => admin::delete(&state, &acting, &webhook)
             .await
             .map(|()| println!("deleted webhook {webhook}")),
     };

@@ -74,6 +74,29 @@ impl Store {
         Ok(sealed.map(|s| self.sealer.open(&s)).transpose()?)
     }
 
+    /// Records whose connection registered hook `id`.
+    pub async fn set_hook_owner(&self, id: &str, user_gid: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE webhook_hooks SET user_gid = $1 WHERE hook_id = $2")
+            .bind(user_gid)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whose connection registered hook `id`, if recorded.
+    pub async fn hook_owner(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query("SELECT user_gid FROM webhook_hooks WHERE hook_id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|row| row.try_get::<Option<String>, _>("user_gid"))
+                .transpose()?
+                .flatten(),
+        )
+    }
+
     /// Records Asana's webhook gid for hook `id`.
     pub async fn hook_registered(&self, id: &str, webhook_gid: &str) -> Result<(), StoreError> {
         sqlx::query(

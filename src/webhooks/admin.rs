@@ -1,12 +1,13 @@
-//! `mcp-asana-linker webhooks register|list|delete`: managing Asana webhooks with the stored
-//! OAuth token.
+//! `mcp-asana-linker webhooks register|list|delete`: managing Asana webhooks with a
+//! connection's token (the default one, or the one `--as` names). A webhook's rules act as the
+//! connection that registered it.
 
 use serde_json::json;
 use url::Url;
 
 use super::hooks::{HookId, HookStoreError};
 use crate::app::AppState;
-use crate::asana::{AsanaError, TokenError, WebhookInfo};
+use crate::asana::{AsanaError, TokenError, TokenManager, WebhookInfo};
 
 /// Why a webhook command failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,7 @@ fn filters() -> serde_json::Value {
 /// answers.
 pub async fn register(
     state: &AppState,
+    acting: &TokenManager,
     resource: &str,
     base: &str,
 ) -> Result<Registered, AdminError> {
@@ -77,13 +79,11 @@ pub async fn register(
         hook_id.as_str()
     );
     state.hooks.announce(&hook_id, resource, &target).await?;
-    let token = state
-        .attacher
-        .connections
-        .default()
-        .await?
-        .access_token()
+    state
+        .store
+        .set_hook_owner(hook_id.as_str(), acting.user_gid())
         .await?;
+    let token = acting.access_token().await?;
     let created = state
         .attacher
         .asana
@@ -109,14 +109,12 @@ pub async fn register(
 }
 
 /// The workspace's webhooks, as Asana lists them.
-pub async fn list(state: &AppState, workspace: &str) -> Result<Vec<WebhookInfo>, AdminError> {
-    let token = state
-        .attacher
-        .connections
-        .default()
-        .await?
-        .access_token()
-        .await?;
+pub async fn list(
+    state: &AppState,
+    acting: &TokenManager,
+    workspace: &str,
+) -> Result<Vec<WebhookInfo>, AdminError> {
+    let token = acting.access_token().await?;
     Ok(state
         .attacher
         .asana
@@ -125,14 +123,12 @@ pub async fn list(state: &AppState, workspace: &str) -> Result<Vec<WebhookInfo>,
 }
 
 /// Deletes a webhook in Asana and forgets its secret.
-pub async fn delete(state: &AppState, webhook_gid: &str) -> Result<(), AdminError> {
-    let token = state
-        .attacher
-        .connections
-        .default()
-        .await?
-        .access_token()
-        .await?;
+pub async fn delete(
+    state: &AppState,
+    acting: &TokenManager,
+    webhook_gid: &str,
+) -> Result<(), AdminError> {
+    let token = acting.access_token().await?;
     state
         .attacher
         .asana

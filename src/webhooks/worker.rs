@@ -113,7 +113,7 @@ impl Jobs {
             }
         };
         if let Some(event) = event {
-            let running = act(state, &event, job.attempts > 1);
+            let running = act(state, &job.hook_id, &event, job.attempts > 1);
             tokio::pin!(running);
             let mut renew = tokio::time::interval(self.lease / 3);
             renew.reset();
@@ -172,10 +172,11 @@ pub fn spawn_workers(state: Arc<AppState>, stop: watch::Receiver<bool>) -> Vec<J
         .collect()
 }
 
-/// Everything `event` asks for; `resume` when an earlier worker may have written some of it.
-/// A `/context` comment acts as its author; rules act as the default connection (the one
-/// that registers hooks).
-async fn act(state: &AppState, event: &Event, resume: bool) {
+/// Everything `event` (delivered through `hook_id`) asks for; `resume` when an earlier worker
+/// may have written some of it. A `/context` comment acts as its author; rules act as the
+/// connection that registered the hook (the default one for a hook registered before that
+/// was recorded).
+async fn act(state: &AppState, hook_id: &str, event: &Event, resume: bool) {
     let identity = event.identity();
     if let Some(story) = event.new_story()
         && let Some(command) = comment_command(state, event, story).await
@@ -216,10 +217,21 @@ async fn act(state: &AppState, event: &Event, resume: bool) {
     if rules.is_empty() {
         return;
     }
-    let acting = match state.attacher.connections.default().await {
+    let owner = match state.store.hook_owner(hook_id).await {
+        Ok(owner) => owner,
+        Err(error) => {
+            tracing::error!(identity, error = %crate::util::cause_chain(&error), "webhook rules skipped: the store did not answer");
+            return;
+        }
+    };
+    let acting = match owner {
+        Some(owner) => state.attacher.connections.get(&owner).await,
+        None => state.attacher.connections.default().await,
+    };
+    let acting = match acting {
         Ok(acting) => acting,
         Err(error) => {
-            tracing::error!(identity, %error, "webhook rules skipped: no Asana connection");
+            tracing::error!(identity, %error, "webhook rules skipped: the hook's connection is gone");
             return;
         }
     };

@@ -34,6 +34,25 @@ pub async fn hook_store(vars: &HashMap<String, String>, legacy: &Path) -> HookSt
     HookStore::load(store, legacy).await.expect("hooks")
 }
 
+/// Grace (user 77), a second person, with tokens valid for an hour.
+fn grace() -> mcp_asana_linker::asana::StoredTokens {
+    let mut grace = crate::helpers::stored_tokens("grace-access", None, Duration::from_secs(3600));
+    grace.user = mcp_asana_linker::asana::AsanaUser {
+        gid: "77".into(),
+        name: "Grace Hopper".into(),
+        email: Some("grace@example.com".into()),
+    };
+    grace
+}
+
+/// The app's store, as another process opens it.
+async fn hooks_store(app: &TestApp) -> Store {
+    let settings = Settings::from_vars(app.vars.clone()).expect("settings");
+    Store::open(&settings.database_url, settings.store_sealer)
+        .await
+        .expect("store")
+}
+
 /// Announces hook `id` (as `webhooks register` does) in the store `vars` name.
 pub async fn announce(vars: &HashMap<String, String>, id: &str) {
     let hook_id = HookId::parse(id).expect("id");
@@ -303,7 +322,7 @@ async fn the_receiver_answers_within_a_second_while_mcp_is_slow() {
 }
 
 #[tokio::test]
-async fn a_tag_rule_from_the_rules_file_attaches_its_context() {
+async fn a_tag_rule_from_the_rules_file_attaches_its_context_as_whoever_registered_the_hook() {
     let dir = tempfile::tempdir().expect("dir");
     let rules = dir.path().join("rules.toml");
     std::fs::write(
@@ -314,8 +333,16 @@ async fn a_tag_rule_from_the_rules_file_attaches_its_context() {
     let rules_path = rules.display().to_string();
     let app = hooked_app(&[("WEBHOOK_RULES_PATH", &rules_path)]).await;
     app.mount_context("design_notes", "a < b").await;
+    // Grace registered the hook (`webhooks register --as grace@…`): its rules act as her.
+    let store = hooks_store(&app).await;
+    store.save_consent(&grace()).await.expect("Grace connects");
+    store.set_hook_owner("h1", "77").await.expect("owner");
     Mock::given(method("POST"))
         .and(path(STORIES_PATH))
+        .and(wiremock::matchers::header(
+            "authorization",
+            "Bearer grace-access",
+        ))
         .and(CommentIs(
             "html_text",
             "<body><code>a &lt; b</code></body>".to_owned(),
@@ -383,12 +410,42 @@ async fn register_announces_the_hook_and_completes_the_handshake() {
         .mount(&app.asana)
         .await;
     let cli = cli_state(&app).await;
-
-    let registered = mcp_asana_linker::webhooks::admin::register(&cli, "1200", &app.address)
+    cli.store
+        .save_consent(&grace())
         .await
-        .expect("registered");
+        .expect("Grace connects");
+    let grace = cli
+        .attacher
+        .connections
+        .find("grace@example.com")
+        .await
+        .expect("Grace's connection");
+
+    let registered =
+        mcp_asana_linker::webhooks::admin::register(&cli, &grace, "1200", &app.address)
+            .await
+            .expect("registered");
 
     assert_eq!(registered.webhook_gid, "7777");
+    let created = app.asana.received_requests().await.unwrap_or_default();
+    let created = created
+        .iter()
+        .find(|r| r.url.path() == "/api/1.0/webhooks")
+        .expect("create webhook");
+    assert_eq!(
+        created.headers["authorization"], "Bearer grace-access",
+        "registered with the connection --as names"
+    );
+    let hook_id = registered.target.rsplit('/').next().expect("hook id");
+    assert_eq!(
+        cli.store
+            .hook_owner(hook_id)
+            .await
+            .expect("owner")
+            .as_deref(),
+        Some("77"),
+        "its rules will act as Grace"
+    );
     assert!(
         registered
             .target
@@ -428,11 +485,12 @@ async fn list_and_delete_use_the_stored_token_and_forget_the_secret() {
         .mount(&app.asana)
         .await;
     let cli = cli_state(&app).await;
+    let ada = cli.attacher.connections.default().await.expect("Ada");
 
-    let listed = mcp_asana_linker::webhooks::admin::list(&cli, "555")
+    let listed = mcp_asana_linker::webhooks::admin::list(&cli, &ada, "555")
         .await
         .expect("list");
-    mcp_asana_linker::webhooks::admin::delete(&cli, "7777")
+    mcp_asana_linker::webhooks::admin::delete(&cli, &ada, "7777")
         .await
         .expect("delete");
 
@@ -462,13 +520,8 @@ async fn list_and_delete_use_the_stored_token_and_forget_the_secret() {
 async fn a_context_comment_acts_as_its_author_and_one_by_someone_unconnected_is_skipped() {
     let app = hooked_app(&[]).await;
     app.mount_context("design_notes", "notes").await;
-    let settings = Settings::from_vars(app.vars.clone()).expect("settings");
-    let store = Store::open(&settings.database_url, settings.store_sealer)
-        .await
-        .expect("store");
-    let mut grace = crate::helpers::stored_tokens("grace-access", None, Duration::from_secs(3600));
-    grace.user.gid = "77".into();
-    store.save_consent(&grace).await.expect("Grace connects");
+    let store = hooks_store(&app).await;
+    store.save_consent(&grace()).await.expect("Grace connects");
     mount_story_by(&app, "5101", "/context design_notes", "77").await;
     mount_story_by(&app, "5102", "/context design_notes", "99").await;
     Mock::given(method("POST"))
