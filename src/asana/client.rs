@@ -1,6 +1,7 @@
 //! Asana's REST API: the calls the linker makes, each checking the status it gets back.
-//! Every call waits at the shared 429 gate; writes also take a slot of the write limit.
+//! Every call waits at its token's 429 gate; writes also take a slot of the write limit.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -8,6 +9,7 @@ use reqwest::{RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use url::Url;
 
@@ -206,23 +208,40 @@ fn path_gid(gid: &str) -> Result<&str, AsanaError> {
     }
 }
 
-/// Asana's per-token limits, shared by every call.
+/// Asana's limits, shared by every call: a 429 pause per token, and the write slots.
 #[derive(Debug)]
 struct Limits {
-    /// Closed until this instant after a 429 with `Retry-After`.
-    gate: Mutex<Option<Instant>>,
+    /// Per token (by [`limit_key`]): closed until this instant after a 429 with `Retry-After`.
+    gates: Mutex<HashMap<String, Instant>>,
     /// Slots for writes in flight.
     writes: Semaphore,
-    /// The end of the latest pause Asana asked of this process, for other replicas to learn.
-    asked: tokio::sync::watch::Sender<Option<SystemTime>>,
+    /// The latest pause Asana asked of this process (token key, end), for other replicas.
+    asked: tokio::sync::watch::Sender<Option<(String, SystemTime)>>,
+}
+
+/// The key a token's pause is kept under: a short SHA-256 of it, never the token, and the
+/// same on every replica that holds the same connection.
+fn limit_key(token: &SecretString) -> String {
+    Sha256::digest(token.expose_secret().as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Limits {
-    /// Waits while Asana has asked us to hold off, but only up to `max_wait`: a longer wait
-    /// answers at once with the time still to wait, so no caller hangs on a long `Retry-After`.
-    async fn pass_gate(&self, max_wait: Duration) -> Result<(), AsanaError> {
+    /// Waits while Asana has asked `token` to hold off, but only up to `max_wait`: a longer
+    /// wait answers at once with the time still to wait, so no caller hangs on a long
+    /// `Retry-After`. Other tokens pass.
+    async fn pass_gate(&self, token: &SecretString, max_wait: Duration) -> Result<(), AsanaError> {
         loop {
-            let until = *self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+            let until = {
+                let gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+                // No pause anywhere (the usual case): no hashing either.
+                if gates.is_empty() {
+                    return Ok(());
+                }
+                gates.get(&limit_key(token)).copied()
+            };
             let now = Instant::now();
             match until {
                 Some(until) if until > now => {
@@ -239,11 +258,14 @@ impl Limits {
         }
     }
 
-    fn close_gate_for(&self, wait: Duration) {
-        let until = Instant::now() + wait;
-        let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
-        if gate.is_none_or(|current| current < until) {
-            *gate = Some(until);
+    fn close_gate_for(&self, key: String, wait: Duration) {
+        let now = Instant::now();
+        let until = now + wait;
+        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        gates.retain(|_, end| *end > now);
+        let gate = gates.entry(key).or_insert(until);
+        if *gate < until {
+            *gate = until;
         }
     }
 }
@@ -309,41 +331,42 @@ impl AsanaClient {
             timeout,
             max_gate_wait,
             limits: Limits {
-                gate: Mutex::new(None),
+                gates: Mutex::new(HashMap::new()),
                 writes: Semaphore::new(max_writes),
                 asked: tokio::sync::watch::Sender::new(None),
             },
         }
     }
 
-    /// The end of each pause Asana asks of this process (a 429 with `Retry-After`), as it
-    /// happens: for sharing it with other replicas.
-    pub fn pauses_asked(&self) -> tokio::sync::watch::Receiver<Option<SystemTime>> {
+    /// Each pause Asana asks of this process (a 429 with `Retry-After`): the token's key and
+    /// the pause's end, as it happens, for sharing it with other replicas.
+    pub fn pauses_asked(&self) -> tokio::sync::watch::Receiver<Option<(String, SystemTime)>> {
         self.limits.asked.subscribe()
     }
 
-    /// Holds every call until `until` (a pause another replica was asked for).
-    pub fn pause_until(&self, until: SystemTime) {
+    /// Holds the calls of the token keyed `key` until `until` (a pause another replica was
+    /// asked for).
+    pub fn pause_until(&self, key: &str, until: SystemTime) {
         if let Ok(wait) = until.duration_since(SystemTime::now()) {
-            self.limits.close_gate_for(wait);
+            self.limits.close_gate_for(key.to_owned(), wait);
         }
     }
 
-    /// Sends through the gate (and the write limit); a 429 with `Retry-After` closes the
-    /// gate for everyone.
+    /// Sends through the token's gate (and the write limit); a 429 with `Retry-After` closes
+    /// that token's gate, on this replica at once and on the others within a second.
     async fn send(
         &self,
         request: RequestBuilder,
         token: &SecretString,
         write: bool,
     ) -> Result<reqwest::Response, AsanaError> {
-        self.limits.pass_gate(self.max_gate_wait).await?;
+        self.limits.pass_gate(token, self.max_gate_wait).await?;
         let _slot = match write {
             true => self.limits.writes.acquire().await.ok(),
             false => None,
         };
         // The gate may have closed while this request waited for a slot.
-        self.limits.pass_gate(self.max_gate_wait).await?;
+        self.limits.pass_gate(token, self.max_gate_wait).await?;
         let response = request
             .bearer_auth(token.expose_secret())
             .timeout(self.timeout)
@@ -359,12 +382,14 @@ impl AsanaClient {
         {
             tracing::warn!(
                 retry_after = secs,
-                "Asana rate limit: holding every request"
+                "Asana rate limit: holding this connection's requests"
             );
-            self.limits.close_gate_for(Duration::from_secs(secs));
+            let key = limit_key(token);
+            self.limits
+                .close_gate_for(key.clone(), Duration::from_secs(secs));
             self.limits
                 .asked
-                .send_replace(Some(SystemTime::now() + Duration::from_secs(secs)));
+                .send_replace(Some((key, SystemTime::now() + Duration::from_secs(secs))));
         }
         Ok(response)
     }

@@ -1,6 +1,6 @@
-//! What other replicas change, followed through the store: Asana's 429 pause (a pause this
-//! process is asked for is written at once, and the store is read every second, so every
-//! replica holds its calls within about a second of any one seeing a 429), whether a webhook
+//! What other replicas change, followed through the store: Asana's 429 pauses, per token (a
+//! pause this process is asked for is written at once, and the store is read every second, so
+//! every replica holds that connection's calls within about a second of any one seeing a 429), whether a webhook
 //! has completed its handshake (so every replica remembers its own comments), and which
 //! connections are connected and which is the default (so a disconnect, or an operator's
 //! `connections default`, holds on every replica within about a second).
@@ -14,9 +14,6 @@ use crate::webhooks::HookStore;
 
 /// How often the store is read.
 const POLL: Duration = Duration::from_secs(1);
-
-/// Where the pause is kept: one for every connection, since one client makes every call.
-const CONNECTION: &str = "default";
 
 /// Runs until `stop` turns true.
 pub fn spawn(
@@ -43,18 +40,19 @@ pub fn spawn(
             let result = match next {
                 Next::Stop => break,
                 Next::Asked => {
-                    let until = *asked.borrow_and_update();
-                    match until.and_then(|u| u.duration_since(UNIX_EPOCH).ok()) {
-                        Some(until) => store.pause(CONNECTION, millis(until)).await,
+                    let asked = asked.borrow_and_update().clone();
+                    match asked.and_then(|(key, u)| Some((key, u.duration_since(UNIX_EPOCH).ok()?)))
+                    {
+                        Some((key, until)) => store.pause(&key, millis(until)).await,
                         None => Ok(()),
                     }
                 }
-                Next::Poll => match store.paused_until(CONNECTION).await {
-                    Ok(until) => {
-                        if let Some(until) = until.filter(|u| *u > now_ms()) {
+                Next::Poll => match store.pauses(now_ms()).await {
+                    Ok(pauses) => {
+                        for (key, until) in pauses {
                             let until = UNIX_EPOCH
                                 + Duration::from_millis(u64::try_from(until).unwrap_or(0));
-                            asana.pause_until(until.max(SystemTime::now()));
+                            asana.pause_until(&key, until.max(SystemTime::now()));
                         }
                         match hooks.refresh().await {
                             Ok(()) => connections.refresh().await,

@@ -1,5 +1,6 @@
-//! The `rate_limits` table: when Asana asked a connection to hold off, so that a 429 seen by
-//! one replica pauses that connection's calls on every replica.
+//! The `rate_limits` table: when Asana asked a token to hold off (keyed by a short hash of
+//! the token, which every replica holding the same connection shares), so that a 429 seen by
+//! one replica pauses that connection's calls on every replica, and nobody else's.
 
 use sqlx::Row;
 
@@ -20,15 +21,17 @@ impl Store {
         Ok(())
     }
 
-    /// Until when (ms) `connection` is paused, if a pause was ever recorded.
-    pub async fn paused_until(&self, connection: &str) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query("SELECT paused_until FROM rate_limits WHERE connection = $1")
-                .bind(connection)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|row| row.try_get("paused_until"))
-                .transpose()?,
-        )
+    /// The pauses still running at `now_ms`: (key, until in ms). Ended ones are removed.
+    pub async fn pauses(&self, now_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query("DELETE FROM rate_limits WHERE paused_until < $1")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("SELECT connection, paused_until FROM rate_limits")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("connection")?, row.try_get("paused_until")?)))
+            .collect()
     }
 }

@@ -324,3 +324,32 @@ async fn after_an_upgrade_only_the_first_person_may_connect_until_workspaces_are
         1
     );
 }
+
+#[tokio::test]
+async fn a_429_for_one_person_holds_their_calls_only() {
+    let app = two_people(&[]).await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .and(header("authorization", format!("Bearer {ACCESS_TOKEN}")))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "3600"))
+        .expect(1)
+        .mount(&app.asana)
+        .await;
+    expect_posts_with(&app, GRACE_TOKEN, 1).await;
+
+    let ada = attach(&app, None, body(None)).await;
+    let grace = attach(&app, None, body(Some(GRACE))).await;
+    let ada_again = attach(&app, None, body(None)).await;
+
+    assert_eq!(ada.status(), 429);
+    assert_eq!(
+        posted_as(grace).await,
+        (201, json!(GRACE)),
+        "Grace is not held"
+    );
+    assert_eq!(
+        ada_again.status(),
+        429,
+        "Ada is held without calling Asana again (the fake counts one call)"
+    );
+}
