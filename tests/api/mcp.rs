@@ -170,13 +170,16 @@ async fn a_stdio_server_is_spawned_and_restarted_when_it_dies() {
             ("MCP_SERVER_URL", ""),
             ("MCP_SERVER_COMMAND", &command),
             ("MCP_PROTOCOL", "auto"),
+            // Python importing the MCP package can take seconds on a loaded machine.
+            ("MCP_TIMEOUT_SECS", "15"),
         ],
     )
     .await;
     app.expect_story("1", 2).await;
     let body = json!({"task_gid": "1234567890", "context_name": "design_notes"});
 
-    let (first, _) = attach(&app, body.clone()).await;
+    let (first, answer) = attach(&app, body.clone()).await;
+    assert_eq!(first, 201, "the first attach spawns the child: {answer}");
     let first_pid = std::fs::read_to_string(&pid_file).expect("pid written");
     let killed = std::process::Command::new("kill")
         .args(["-KILL", first_pid.trim()])
@@ -184,7 +187,6 @@ async fn a_stdio_server_is_spawned_and_restarted_when_it_dies() {
         .expect("kill runs");
     let (second, answer) = attach(&app, body).await;
 
-    assert_eq!(first, 201);
     assert!(killed.success());
     assert_eq!(second, 201, "after the child died: {answer}");
     let second_pid = std::fs::read_to_string(&pid_file).expect("pid written");
