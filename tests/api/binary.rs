@@ -1204,24 +1204,14 @@ async fn a_webhook_event_accepted_before_a_kill_9_mid_post_is_finished_after_the
     let running = upstreams.start(&[]);
     // The job left in the store is taken up once what the dead server sent has had time to
     // arrive (ASANA_TIMEOUT_SECS), and looks for the comment first.
-    let listed = || async {
-        upstreams
-            .asana
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .iter()
-            .filter(|r| r.method == wiremock::http::Method::GET && r.url.path() == STORIES_PATH)
-            .count()
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while listed().await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the job was not taken up after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::helpers::until_requested(
+        &upstreams.asana,
+        "GET",
+        STORIES_PATH,
+        Duration::from_secs(10),
+        "the job was not taken up after the restart",
+    )
+    .await;
     let redelivered = deliver(&running).await.expect("sent");
     tokio::time::sleep(Duration::from_millis(500)).await;
 

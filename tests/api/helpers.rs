@@ -375,6 +375,32 @@ pub fn token_answer(access: &str, refresh: Option<&str>) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(body)
 }
 
+/// How many `method` requests to `request_path` the fake received.
+pub async fn requests(fake: &MockServer, method: &str, request_path: &str) -> usize {
+    fake.received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.method.as_str() == method && r.url.path() == request_path)
+        .count()
+}
+
+/// Waits (a poll, bounded by `within`) until the fake received a `method` request to
+/// `request_path`; `what` names it in the failure.
+pub async fn until_requested(
+    fake: &MockServer,
+    method: &str,
+    request_path: &str,
+    within: Duration,
+    what: &str,
+) {
+    let deadline = Instant::now() + within;
+    while requests(fake, method, request_path).await == 0 {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The `Cookie` header a browser sends back after `/asana/oauth/authorize` answered
 /// `response`: the consent it carries.
 pub fn consent_cookie(response: &reqwest::Response) -> String {

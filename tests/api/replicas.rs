@@ -439,13 +439,7 @@ async fn mount_command(asana: &MockServer, story_gid: &str) {
 
 /// How many comments Asana was asked to create.
 async fn comments_posted(asana: &MockServer) -> usize {
-    asana
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.method == wiremock::http::Method::POST && r.url.path() == STORIES_PATH)
-        .count()
+    crate::helpers::requests(asana, "POST", STORIES_PATH).await
 }
 
 #[tokio::test]
@@ -522,21 +516,14 @@ async fn a_webhook_event_whose_replica_is_killed_mid_post_is_finished_by_another
 
     // The other replica takes the job over once lease and Asana timeout have passed, looks
     // for the comment the dead one posted, finds it, and posts nothing.
-    let asked_asana = || async {
-        cluster
-            .asana
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .iter()
-            .filter(|r| r.method == wiremock::http::Method::GET && r.url.path() == STORIES_PATH)
-            .count()
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while asked_asana().await == 0 {
-        assert!(Instant::now() < deadline, "the job was never taken over");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::helpers::until_requested(
+        &cluster.asana,
+        "GET",
+        STORIES_PATH,
+        Duration::from_secs(15),
+        "the job was never taken over",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     assert_eq!(accepted, 200);

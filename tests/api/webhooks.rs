@@ -135,13 +135,7 @@ async fn mount_story_by(app: &TestApp, story_gid: &str, text: &str, author: &str
 }
 
 async fn count(app: &TestApp, http_method: &str, request_path: &str) -> usize {
-    app.asana
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.method.as_str() == http_method && r.url.path() == request_path)
-        .count()
+    crate::helpers::requests(&app.asana, http_method, request_path).await
 }
 
 /// Waits until `count` reaches `n` (a poll, bounded).
