@@ -107,8 +107,9 @@ impl Visitor {
         {
             tracing::warn!(user_gid = %self.user_gid, %error, "Asana did not confirm the revocation; the tokens are deleted here all the same");
         }
+        // Revokes the keys in the store too.
         state.store.disconnect(&self.user_gid).await?;
-        state.keys.revoke_all(&self.user_gid).await?;
+        state.keys.forget(&self.user_gid);
         if let Err(error) = state.attacher.connections.refresh().await {
             tracing::warn!(error = %crate::util::cause_chain(&error), "cannot re-read the connections after a disconnect");
         }

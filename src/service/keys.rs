@@ -86,12 +86,18 @@ impl PersonalKeys {
         })
     }
 
-    /// Revokes every key of `user_gid` (a new key replaces them, or the person disconnected).
+    /// Revokes every key of `user_gid` (a new key replaces them).
     pub async fn revoke_all(&self, user_gid: &str) -> Result<u64, StoreError> {
         let revoked = self.store.revoke_api_keys(user_gid).await?;
+        self.forget(user_gid);
+        Ok(revoked)
+    }
+
+    /// Drops what this process remembers of `user_gid`'s keys, revoked elsewhere (with a
+    /// disconnect), so they stop working here at once.
+    pub fn forget(&self, user_gid: &str) {
         self.write()
             .retain(|_, checked| checked.owner.as_deref() != Some(user_gid));
-        Ok(revoked)
     }
 
     /// The connection `presented` acts as, or `None` if it is no key, or no longer works.

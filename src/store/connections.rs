@@ -163,48 +163,50 @@ impl Store {
             .await?;
             resealed += 1;
         }
-        let hooks =
-            sqlx::query("SELECT hook_id, secret FROM webhook_hooks WHERE secret IS NOT NULL")
-                .fetch_all(&self.pool)
-                .await?;
-        for row in hooks {
-            let id: String = row.try_get("hook_id")?;
-            let secret: String = row.try_get("secret")?;
-            let opened = self.sealer.open(&secret)?;
-            if self.sealer.is_current(&secret) {
-                continue;
-            }
-            sqlx::query("UPDATE webhook_hooks SET secret = $1 WHERE hook_id = $2 AND secret = $3")
-                .bind(self.sealer.seal(opened.expose_secret())?)
-                .bind(&id)
-                .bind(&secret)
-                .execute(&self.pool)
-                .await?;
-            resealed += 1;
-        }
-        let secrets = sqlx::query("SELECT name, value FROM secrets")
-            .fetch_all(&self.pool)
+        resealed += self
+            .reseal_column("webhook_hooks", "hook_id", "secret")
             .await?;
-        for row in secrets {
-            let name: String = row.try_get("name")?;
-            let value: String = row.try_get("value")?;
-            let opened = self.sealer.open(&value)?;
-            if self.sealer.is_current(&value) {
-                continue;
-            }
-            sqlx::query("UPDATE secrets SET value = $1 WHERE name = $2 AND value = $3")
-                .bind(self.sealer.seal(opened.expose_secret())?)
-                .bind(&name)
-                .bind(&value)
-                .execute(&self.pool)
-                .await?;
-            resealed += 1;
-        }
+        resealed += self.reseal_column("secrets", "name", "value").await?;
         if resealed > 0 {
             tracing::info!(
                 resealed,
                 "sealed the store's secrets with the current STORE_KEY"
             );
+        }
+        Ok(resealed)
+    }
+
+    /// Seals again, with the current key, each `column` of `table` (rows keyed by `key`)
+    /// that is not sealed with it; how many were written. `table`, `key` and `column` are
+    /// names fixed in this file, never input.
+    async fn reseal_column(
+        &self,
+        table: &str,
+        key: &str,
+        column: &str,
+    ) -> Result<usize, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {key} AS k, {column} AS v FROM {table} WHERE {column} IS NOT NULL"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut resealed = 0;
+        for row in rows {
+            let id: String = row.try_get("k")?;
+            let value: String = row.try_get("v")?;
+            let opened = self.sealer.open(&value)?;
+            if self.sealer.is_current(&value) {
+                continue;
+            }
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET {column} = $1 WHERE {key} = $2 AND {column} = $3"
+            )))
+            .bind(self.sealer.seal(opened.expose_secret())?)
+            .bind(&id)
+            .bind(&value)
+            .execute(&self.pool)
+            .await?;
+            resealed += 1;
         }
         Ok(resealed)
     }
