@@ -73,6 +73,8 @@ pub struct AppState {
     pub public_url: String,
     /// Whether cookies get `Secure` (the public URL is https).
     pub secure_cookies: bool,
+    /// Cancelled at shutdown: ends `/mcp`'s open streams and sessions.
+    pub mcp_stop: tokio_util::sync::CancellationToken,
 }
 
 /// A failure to start.
@@ -216,6 +218,7 @@ impl AppState {
             store,
             posted_queue: std::sync::Mutex::new(Some(posted_queue)),
             secure_cookies: settings.public_url.scheme() == "https",
+            mcp_stop: tokio_util::sync::CancellationToken::new(),
             public_url: settings
                 .public_url
                 .as_str()
@@ -236,6 +239,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     router
+        .merge(crate::mcp_server::McpHttp::router(Arc::clone(&state)))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(layers)
@@ -362,8 +366,11 @@ impl Application {
             tracing::info!(%addr, "listening");
         }
         let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let mcp_stop = self.state.mcp_stop.clone();
         let signal = async move {
             shutdown.await;
+            // Open MCP streams would otherwise hold their connections to the end of the grace.
+            mcp_stop.cancel();
             let _ = stopping.send(true);
         };
         let server = serve(self.listener, self.router, self.header_timeout, signal);

@@ -47,6 +47,9 @@ pub enum Command {
         #[arg(long = "as")]
         acting_as: Option<String>,
     },
+    /// Serve the MCP tools over stdin/stdout (for hosts that start servers as commands),
+    /// acting as the store's default connection; logs go to stderr.
+    Mcp,
     /// Print the consent URL and serve until someone has connected Asana.
     Authorize,
     /// Check settings, the Asana token and both upstreams; the exit code says what is wrong.
@@ -187,6 +190,7 @@ pub async fn run(command: Command, settings: &Settings) -> ExitCode {
         } => attach(settings, task, context, format, acting_as).await,
         Command::Connections { command } => connections(settings, command).await,
         Command::Keys { command } => keys(settings, command).await,
+        Command::Mcp => mcp_stdio(settings).await,
         Command::Authorize => authorize(settings).await,
         Command::Check => check(settings).await,
         Command::Webhooks { command } => webhooks(settings, command).await,
@@ -290,6 +294,38 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 
 async fn state(settings: &Settings) -> Result<AppState, ExitCode> {
     AppState::build(settings).await.map_err(fail)
+}
+
+/// The MCP tools over stdio until the host closes stdin; what was posted is recorded before
+/// it exits.
+async fn mcp_stdio(settings: &Settings) -> ExitCode {
+    use rmcp::ServiceExt;
+
+    let state = match state(settings).await {
+        Ok(state) => Arc::new(state),
+        Err(code) => return code,
+    };
+    let tools = crate::mcp_server::LinkerTools::for_stdio(Arc::clone(&state));
+    let served = match tools.serve(rmcp::transport::stdio()).await {
+        Ok(running) => running
+            .waiting()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    let queue = state
+        .posted_queue
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(mut queue) = queue {
+        crate::service::posted::flush(&state.store, &mut queue).await;
+    }
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(format!("the MCP session over stdio failed: {error}")),
+    }
 }
 
 async fn serve(settings: &Settings) -> ExitCode {

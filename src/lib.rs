@@ -9,6 +9,7 @@ pub(crate) mod context;
 pub(crate) mod domain;
 pub(crate) mod http;
 pub(crate) mod idempotency;
+pub mod mcp_server;
 pub(crate) mod render;
 pub(crate) mod service;
 pub mod store;

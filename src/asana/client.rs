@@ -527,6 +527,32 @@ impl AsanaClient {
             .map(|_| ())
     }
 
+    /// Tasks of a workspace whose names match `query` (Asana's typeahead: on every plan,
+    /// unlike the full-text search), at most `count`.
+    #[tracing::instrument(level = "debug", skip_all, fields(workspace))]
+    pub async fn find_tasks(
+        &self,
+        token: &SecretString,
+        workspace: &str,
+        query: &str,
+        count: u8,
+    ) -> Result<Vec<FoundTask>, AsanaError> {
+        let request = self
+            .http
+            .get(
+                self.base
+                    .join(&format!("/workspaces/{}/typeahead", path_gid(workspace)?)),
+            )
+            .query(&[
+                ("resource_type", "task"),
+                ("query", query),
+                ("count", &count.to_string()),
+                ("opt_fields", "name,completed,permalink_url"),
+            ]);
+        let response = self.send(request, token, false).await?;
+        read_data(response, "").await
+    }
+
     /// The user the token belongs to.
     pub async fn me(&self, token: &SecretString) -> Result<AsanaUser, AsanaError> {
         Ok(self.profile(token).await?.user)
@@ -542,6 +568,22 @@ impl AsanaClient {
         let response = self.send(request, token, false).await?;
         read_data(response, "").await
     }
+}
+
+/// A task found by name.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct FoundTask {
+    /// The task's gid, to attach to.
+    pub gid: String,
+    /// Its name.
+    pub name: String,
+    /// Whether it is done.
+    #[serde(default)]
+    pub completed: bool,
+    /// Its page in Asana.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permalink_url: Option<String>,
 }
 
 /// A user as `/users/me` describes them.

@@ -12,7 +12,7 @@ mod token_file;
 mod tokens;
 
 pub use client::{
-    AsanaClient, AsanaError, CreatedWebhook, Profile, Story, StoryDetails, WebhookInfo,
+    AsanaClient, AsanaError, CreatedWebhook, FoundTask, Profile, Story, StoryDetails, WebhookInfo,
 };
 pub use comment::{CommentDraft, find_marked, post_comment};
 pub use connections::Connections;

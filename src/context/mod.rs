@@ -23,6 +23,8 @@ use crate::util::retry::{Retry, RetryPolicy};
 pub type PromptArguments = BTreeMap<String, String>;
 
 /// Where a context came from, as reported to the client.
+#[derive(rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum SourceRef {
@@ -107,6 +109,8 @@ pub fn host_of(url: &url::Url) -> Option<String> {
 }
 
 /// What a source offers, for people choosing a name (`GET /contexts`).
+#[derive(rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Catalog {
     /// Readable resources.
@@ -116,6 +120,8 @@ pub struct Catalog {
 }
 
 /// One resource in a catalog.
+#[derive(rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ResourceEntry {
     /// Programmatic name.
@@ -131,6 +137,8 @@ pub struct ResourceEntry {
 }
 
 /// One prompt in a catalog.
+#[derive(rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PromptEntry {
     /// The prompt's name.
@@ -140,6 +148,8 @@ pub struct PromptEntry {
 }
 
 /// One prompt argument.
+#[derive(rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PromptArgumentEntry {
     /// The argument's name.

@@ -46,6 +46,8 @@ pub struct AttachRequestBody {
 }
 
 /// Where the context goes, as sent.
+#[derive(rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum TargetBody {
@@ -56,6 +58,8 @@ pub enum TargetBody {
 }
 
 /// The one target named by a string.
+#[derive(rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetName {
@@ -64,6 +68,8 @@ pub enum TargetName {
 }
 
 /// `{"custom_field_gid": "…"}`, with no other field.
+#[derive(rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomFieldBody {

@@ -6,7 +6,7 @@ mod task_gid;
 mod workspaces;
 
 pub use attach_request::Target;
-pub use attach_request::{AttachRequest, AttachRequestBody};
+pub use attach_request::{AttachRequest, AttachRequestBody, TargetBody};
 pub use context_name::ContextName;
 pub use task_gid::{CustomFieldGid, TaskGid};
 pub use workspaces::{AllowedWorkspaces, FirstConnection, Workspace};

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::asana::Marker;
 
 /// How the context's text is turned into a comment.
+#[derive(rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {

@@ -113,6 +113,8 @@ impl Attached {
 }
 
 /// What an attach would write, without writing it.
+#[derive(rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     /// Where the context came from.
@@ -127,6 +129,8 @@ pub struct Preview {
 }
 
 /// One comment of a preview.
+#[derive(rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PreviewPart {
     /// The field it would be sent as: `html_text` or `text`.
@@ -378,7 +382,7 @@ impl Attacher {
     }
 
     /// Runs an Asana call; if Asana refuses the token, refreshes once and runs it once more.
-    async fn authorized<T, F, Fut>(
+    pub(crate) async fn authorized<T, F, Fut>(
         &self,
         acting: &TokenManager,
         token: &mut SecretString,

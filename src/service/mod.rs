@@ -7,3 +7,4 @@ pub mod keys;
 pub mod posted;
 pub mod readiness;
 pub mod shared;
+pub mod tasks;

@@ -77,13 +77,21 @@ impl Store {
 
     /// Revokes every key of `user_gid`; how many were still active.
     pub async fn revoke_api_keys(&self, user_gid: &str) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let revoked = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE user_gid = $2 AND revoked_at IS NULL",
         )
         .bind(now_ms())
         .bind(user_gid)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
-        .rows_affected())
+        .rows_affected();
+        // The MCP sessions those keys opened end with them.
+        sqlx::query("DELETE FROM mcp_sessions WHERE user_gid = $1")
+            .bind(user_gid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(revoked)
     }
 }

@@ -532,6 +532,10 @@ impl Store {
         .bind(user_gid)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM mcp_sessions WHERE user_gid = $1")
+            .bind(user_gid)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -8,6 +8,7 @@ mod consents;
 mod hooks;
 mod jobs;
 mod keys;
+mod mcp_sessions;
 mod pauses;
 mod posted;
 mod seal;
@@ -29,6 +30,7 @@ pub use connections::{ConnectionInfo, ConnectionState, Lease};
 pub use hooks::Hook;
 pub use jobs::JobRow;
 pub use keys::{KeyRow, KeyState};
+pub use mcp_sessions::McpSessionRow;
 pub use posted::PostedStory;
 pub use seal::{InvalidStoreKey, SealError, Sealer, StoreKey};
 pub use sessions::SessionRow;
@@ -94,7 +96,7 @@ pub struct Report {
 }
 
 /// The tables `store check` counts, with the query that counts each.
-const TABLES: [(&str, &str); 11] = [
+const TABLES: [(&str, &str); 12] = [
     ("connections", "SELECT COUNT(*) AS n FROM connections"),
     (
         "idempotency_keys",
@@ -109,10 +111,13 @@ const TABLES: [(&str, &str); 11] = [
     ("webhook_jobs", "SELECT COUNT(*) AS n FROM webhook_jobs"),
     ("api_keys", "SELECT COUNT(*) AS n FROM api_keys"),
     ("sessions", "SELECT COUNT(*) AS n FROM sessions"),
+    ("mcp_sessions", "SELECT COUNT(*) AS n FROM mcp_sessions"),
 ];
 
 /// How long the record of a posted comment is kept.
 const POSTED_KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long an unused legacy MCP session is kept (clients then open a new one).
+const MCP_SESSION_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Store {
     /// Opens the store (creating an SQLite file, private to this user, if there is none),
@@ -264,7 +269,12 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(keys + seen + jobs + posted + sessions)
+        let mcp_sessions = sqlx::query("DELETE FROM mcp_sessions WHERE seen_at < $1")
+            .bind(now_ms() - millis(MCP_SESSION_KEEP))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(keys + seen + jobs + posted + sessions + mcp_sessions)
     }
 
     /// Frees every lease (token refreshes, webhook jobs): for a server starting on an SQLite

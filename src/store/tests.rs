@@ -558,3 +558,59 @@ async fn concurrent_workers_claim_each_job_exactly_once() {
         assert_eq!(claimed, expected, "{engine}");
     }
 }
+
+#[tokio::test]
+async fn mcp_sessions_keep_their_owner_and_end_with_their_persons_keys_or_connection() {
+    for (store, _dir) in engines().await {
+        let engine = store.url().engine();
+        for user in ["42", "77"] {
+            connect(&store, user).await;
+        }
+        store
+            .put_mcp_session("s-ada", "hash-a", Some("42"), "{}")
+            .await
+            .expect("put");
+        store
+            .put_mcp_session("s-grace", "hash-g", Some("77"), "{}")
+            .await
+            .expect("put");
+        store
+            .put_mcp_session("s-operator", "hash-o", None, r#"{"a":1}"#)
+            .await
+            .expect("put");
+        let row = store.mcp_session("s-operator").await.expect("read");
+        assert_eq!(
+            row.map(|r| (r.owner, r.state)),
+            Some(("hash-o".to_owned(), r#"{"a":1}"#.to_owned())),
+            "{engine}"
+        );
+
+        store.revoke_api_keys("42").await.expect("revoke");
+        store.disconnect("77").await.expect("disconnect");
+
+        for gone in ["s-ada", "s-grace"] {
+            assert!(
+                store.mcp_session(gone).await.expect("read").is_none(),
+                "{engine}: {gone}"
+            );
+        }
+        assert!(
+            store
+                .mcp_session("s-operator")
+                .await
+                .expect("read")
+                .is_some()
+        );
+        store
+            .delete_mcp_session("s-operator")
+            .await
+            .expect("delete");
+        assert!(
+            store
+                .mcp_session("s-operator")
+                .await
+                .expect("read")
+                .is_none()
+        );
+    }
+}

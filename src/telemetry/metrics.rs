@@ -206,6 +206,23 @@ pub fn upstream(target: &'static str, outcome: Outcome) {
         .increment(1);
 }
 
+/// Counts one MCP tool call by tool (one of the server's own names) and outcome: `ok`,
+/// `error` (a result with `isError`) or `invalid` (a malformed call, refused as a protocol
+/// error).
+pub fn tool_call(tool: &'static str, outcome: &'static str) {
+    static SERIES: Registered<(&'static str, &'static str), Counter> = Registered::new();
+    SERIES
+        .get(
+            |(t, o)| *t == tool && *o == outcome,
+            || {
+                let counter = metrics::counter!("linker_mcp_tool_calls_total",
+                    "tool" => tool, "outcome" => outcome);
+                ((tool, outcome), counter)
+            },
+        )
+        .increment(1);
+}
+
 /// Counts one retry.
 pub fn retry() {
     metrics::counter!("linker_retries_total").increment(1);

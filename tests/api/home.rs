@@ -151,6 +151,15 @@ async fn after_a_consent_the_key_is_shown_once_and_a_reload_shows_no_key_and_no_
         reload.contains("Bearer $LINKER_KEY"),
         "the curl example, without the key"
     );
+    assert!(
+        // PUBLIC_URL defaults to the origin of the test's redirect URI.
+        reload.contains("claude mcp add --transport http asana-linker http://localhost:3000/mcp"),
+        "how to add the MCP server: {reload}"
+    );
+    assert!(
+        page.contains(&format!("\"Authorization\": \"Bearer {key}\"")),
+        "the MCP host configuration carries the new key: {page}"
+    );
     assert_eq!(
         posted, 201,
         "the key posts as its owner (the fake checks her token)"

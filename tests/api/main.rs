@@ -10,6 +10,7 @@ mod helpers;
 mod home;
 mod mcp;
 mod mcp_fixture;
+mod mcp_server;
 mod oauth;
 mod openapi_conformance;
 mod operations;

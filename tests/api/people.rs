@@ -17,11 +17,11 @@ use crate::helpers::{
 };
 use crate::oauth::{return_to, start_consent};
 
-const GRACE: &str = "77";
-const GRACE_TOKEN: &str = "grace-access";
+pub const GRACE: &str = "77";
+pub const GRACE_TOKEN: &str = "grace-access";
 
 /// The app's store, as another process (the CLI) opens it.
-async fn store(app: &TestApp) -> Store {
+pub async fn store(app: &TestApp) -> Store {
     let settings = Settings::from_vars(app.vars.clone()).expect("settings");
     Store::open(&settings.database_url, settings.store_sealer)
         .await
@@ -29,7 +29,7 @@ async fn store(app: &TestApp) -> Store {
 }
 
 /// Ada (user 42, of Acme) is connected; Grace (user 77) connects through the browser.
-async fn two_people(extra: &[(&str, &str)]) -> TestApp {
+pub async fn two_people(extra: &[(&str, &str)]) -> TestApp {
     let app = ada_connected(extra).await;
     let page = grace_consents(&app, &[ACME]).await;
     assert_eq!(page.status(), 303, "connected, on to the home page");

@@ -539,3 +539,69 @@ async fn a_webhook_event_whose_replica_is_killed_mid_post_is_finished_by_another
         "a redelivery after the take-over does nothing"
     );
 }
+
+/// `POST /mcp` on `address` with the operator key, in a legacy session if one is named.
+async fn mcp(address: &str, session: Option<&str>, message: Value) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("{address}/mcp"))
+        .bearer_auth("operator-key")
+        .header("accept", "application/json, text/event-stream")
+        .json(&message);
+    if let Some(session) = session {
+        request = request
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-11-25");
+    }
+    request.send().await.expect("sent")
+}
+
+#[tokio::test]
+async fn a_legacy_mcp_session_opened_on_one_replica_goes_on_on_another() {
+    let cluster = cluster(
+        2,
+        Some(Duration::from_secs(3600)),
+        &[("LINKER_API_KEY", "operator-key")],
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path(STORIES_PATH))
+        .respond_with(ResponseTemplate::new(201).set_body_json(story("4242")))
+        .expect(1)
+        .mount(&cluster.asana)
+        .await;
+    let (first, second) = (&cluster.replicas[0].address, &cluster.replicas[1].address);
+
+    let opened = mcp(
+        first,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(opened.status(), 200);
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let acked = mcp(
+        second,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    let called = mcp(
+        second,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "attach_context",
+            "arguments": {"task": "1234567890", "context": "n"}}}),
+    )
+    .await;
+
+    assert_eq!(acked.status(), 202, "the other replica knows the session");
+    assert_eq!(called.status(), 200);
+    let body = called.text().await.expect("body");
+    assert!(body.contains(r#""story_gids":["4242"]"#), "{body}");
+    assert!(!body.contains(r#""isError":true"#), "{body}");
+}

@@ -50,6 +50,31 @@ pub async fn attach(
 ) -> Result<Response, ApiError> {
     let acting_as = body.acting_as.take();
     let request = AttachRequest::try_from(body)?;
+    Ok(
+        match attach_for(state, actor, acting_as, request, key).await? {
+            Answer::Fresh(result) => respond(result),
+            Answer::Replayed(outcome) => replay(outcome),
+        },
+    )
+}
+
+/// What an attach answered.
+pub enum Answer {
+    /// It ran now.
+    Fresh(Result<Attached, ApiError>),
+    /// Its `Idempotency-Key` was used before: the first outcome.
+    Replayed(Outcome),
+}
+
+/// Attaches for `actor` (as the connection `acting_as` names, if any), once per key; the
+/// client waits at most `REQUEST_DEADLINE_SECS`. Shared by the HTTP route and the MCP tool.
+pub async fn attach_for(
+    state: Arc<AppState>,
+    actor: Actor,
+    acting_as: Option<String>,
+    request: AttachRequest,
+    key: Option<IdempotencyKey>,
+) -> Result<Answer, ApiError> {
     state.attacher.configured()?;
     let acting = acting(&state, actor, acting_as.as_deref()).await?;
     let deadline = state.request_deadline;
@@ -66,7 +91,7 @@ pub async fn attach(
         answered.await
     };
     match tokio::time::timeout(deadline, answered).await {
-        Ok(Ok(response)) => response,
+        Ok(Ok(answer)) => answer,
         Ok(Err(_)) => Err(ApiError::Internal("the attach ended without an answer".to_owned())),
         Err(_) => Err(ApiError::OutcomeUnknown(
             "the attach is still running after REQUEST_DEADLINE_SECS and may still post; retry with the same Idempotency-Key to get its outcome without posting twice".to_owned(),
@@ -74,9 +99,9 @@ pub async fn attach(
     }
 }
 
-/// The connection an attach acts as: a personal key's owner, or for the operator the one
+/// The connection a call acts as: a personal key's owner, or for the operator the one
 /// `as` names (a user gid or email), else the default one.
-async fn acting(
+pub async fn acting(
     state: &AppState,
     actor: Actor,
     acting_as: Option<&str>,
@@ -125,10 +150,10 @@ async fn run_keyed(
     acting: Arc<TokenManager>,
     request: AttachRequest,
     key: Option<IdempotencyKey>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer, ApiError> {
     let Some(key) = key else {
         let result = run(&state, &acting, &request, &Marker::random(), false).await;
-        return Ok(respond(result.map_err(|refused| refused.error)));
+        return Ok(Answer::Fresh(result.map_err(|refused| refused.error)));
     };
     let marker = Marker::for_key(key.as_str());
     let once = state
@@ -142,8 +167,8 @@ async fn run_keyed(
         )
         .await?;
     Ok(match once {
-        Once::Ran(result) => respond(result.map_err(|refused| refused.error)),
-        Once::Replayed(outcome) => replay(outcome),
+        Once::Ran(result) => Answer::Fresh(result.map_err(|refused| refused.error)),
+        Once::Replayed(outcome) => Answer::Replayed(outcome),
     })
 }
 

@@ -226,6 +226,7 @@ async fn signed_in(state: &AppState, visitor: &Visitor) -> Response {
          -d '{{\"task_gid\": \"TASK_GID\", \"context_name\": \"design_notes\"}}'</pre>",
         escape(&state.public_url)
     ));
+    html.push_str(&mcp_snippets(&escape(&state.public_url), &bearer));
     html.push_str("<h2>Your last attaches</h2>");
     html.push_str(&attaches(&posted));
     let csrf = escape(&visitor.csrf);
@@ -238,6 +239,23 @@ async fn signed_in(state: &AppState, visitor: &Visitor) -> Response {
          and deletes your tokens and keys here</span></form>"
     ));
     page(StatusCode::OK, "Connected", &html)
+}
+
+/// How to add the linker to an agent's MCP host, with the key (or its placeholder).
+fn mcp_snippets(url: &str, bearer: &str) -> String {
+    format!(
+        "<h2>Use it from an agent (MCP)</h2>\
+         <p>The linker is an MCP server at <code>{url}/mcp</code>: its tools list, preview and \
+         attach contexts and find tasks, as you. Claude Code:</p>\
+         <pre>claude mcp add --transport http asana-linker {url}/mcp \\\n  \
+         --header 'Authorization: Bearer {bearer}'</pre>\
+         <p>Cursor (<code>.cursor/mcp.json</code>):</p>\
+         <pre>{{\"mcpServers\": {{\"asana-linker\": {{\"url\": \"{url}/mcp\",\n  \
+         \"headers\": {{\"Authorization\": \"Bearer {bearer}\"}}}}}}}}</pre>\
+         <p>VS Code (<code>.vscode/mcp.json</code>):</p>\
+         <pre>{{\"servers\": {{\"asana-linker\": {{\"type\": \"http\", \"url\": \"{url}/mcp\",\n  \
+         \"headers\": {{\"Authorization\": \"Bearer {bearer}\"}}}}}}}}</pre>"
+    )
 }
 
 fn attaches(posted: &[PostedStory]) -> String {

@@ -1,0 +1,312 @@
+//! The linker as an MCP server: its four tools over Streamable HTTP at `/mcp` (the stateless
+//! 2026-07-28 era and legacy `initialize` sessions alike) and over stdio
+//! (`mcp-asana-linker mcp`). The tools call the same services as the HTTP API.
+
+mod http;
+mod sessions;
+mod tools;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::app::AppState;
+use crate::domain::{AttachRequest, AttachRequestBody, TaskGid};
+use crate::http::access::Actor;
+use crate::http::error::ApiError;
+use crate::http::routes::attach::{Answer, acting, attach_for};
+use crate::idempotency::IdempotencyKey;
+use crate::service::tasks::FindError;
+use crate::telemetry::{metrics, request_id};
+
+pub use http::{Caller, McpHttp};
+use tools::{ATTACH, AttachArgs, AttachOutput, FIND, FindArgs, FindOutput, LIST, ListArgs};
+use tools::{PREVIEW, PreviewArgs, TOOLS};
+
+/// Tasks `find_tasks` returns unless asked for another number.
+const DEFAULT_FOUND: u8 = 10;
+
+/// The tools, over the shared state. Over HTTP the caller comes with each request; over
+/// stdio it is fixed.
+#[derive(Clone)]
+pub struct LinkerTools {
+    state: Arc<AppState>,
+    stdio: Option<Actor>,
+}
+
+impl LinkerTools {
+    /// Tools for HTTP callers, each identified by the `/mcp` guard.
+    pub fn for_http(state: Arc<AppState>) -> Self {
+        Self { state, stdio: None }
+    }
+
+    /// Tools for the one local user of a stdio server: the operator, acting as the default
+    /// connection (or the one an `as` argument names).
+    pub fn for_stdio(state: Arc<AppState>) -> Self {
+        Self {
+            state,
+            stdio: Some(Actor::Operator),
+        }
+    }
+
+    fn caller(&self, context: &RequestContext<RoleServer>) -> Result<Caller, ErrorData> {
+        if let Some(actor) = &self.stdio {
+            return Ok(Caller {
+                actor: actor.clone(),
+                request_id: crate::util::random::quick_id(),
+            });
+        }
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Caller>())
+            .cloned()
+            .ok_or_else(|| ErrorData::internal_error("the caller was not identified", None))
+    }
+
+    /// Runs the tool. Each tool's future is boxed: rmcp moves the whole handler future into a
+    /// task of its own per call, and an unboxed one would be as large as the largest tool's.
+    async fn dispatch(
+        &self,
+        tool: &'static str,
+        arguments: Value,
+        actor: Actor,
+    ) -> Result<CallToolResult, ErrorData> {
+        let state = &self.state;
+        match tool {
+            LIST => {
+                let ListArgs {} = parse(tool, arguments)?;
+                let listed = match state.attacher.context.as_ref() {
+                    Some(source) => Box::pin(source.catalog()).await.map_err(ApiError::from),
+                    None => Err(ApiError::NotConfigured(vec![
+                        "MCP_SERVER_URL or MCP_SERVER_COMMAND",
+                    ])),
+                };
+                Ok(self.answer(listed))
+            }
+            PREVIEW => {
+                let args: PreviewArgs = parse(tool, arguments)?;
+                let preview = async {
+                    let request = AttachRequest::try_from(AttachRequestBody {
+                        // The preview does not look at the task.
+                        task_gid: "0".to_owned(),
+                        context_name: args.context,
+                        arguments: args.arguments,
+                        format: args.format,
+                        target: args.target,
+                        pin: false,
+                        footer: false,
+                        acting_as: None,
+                    })?;
+                    Ok::<_, ApiError>(state.attacher.preview(&request).await?)
+                };
+                Ok(self.answer(Box::pin(preview).await))
+            }
+            ATTACH => {
+                let args: AttachArgs = parse(tool, arguments)?;
+                Ok(match Box::pin(self.attach(args, actor)).await {
+                    Ok(output) => structured(&output),
+                    Err(error) => self.refusal(&error),
+                })
+            }
+            FIND => {
+                let args: FindArgs = parse(tool, arguments)?;
+                Ok(match Box::pin(self.find(args, actor)).await {
+                    Ok(output) => structured(&output),
+                    Err(message) => refusal(message),
+                })
+            }
+            _ => Err(ErrorData::invalid_params(
+                format!("no tool named {tool:?}"),
+                None,
+            )),
+        }
+    }
+
+    async fn attach(&self, args: AttachArgs, actor: Actor) -> Result<AttachOutput, ApiError> {
+        let key = args
+            .idempotency_key
+            .as_deref()
+            .map(IdempotencyKey::parse)
+            .transpose()?;
+        let task = TaskGid::from_reference(&args.task)?;
+        let request = AttachRequest::try_from(AttachRequestBody {
+            task_gid: task.as_str().to_owned(),
+            context_name: args.context,
+            arguments: args.arguments,
+            format: args.format,
+            target: args.target,
+            pin: args.pin,
+            footer: false,
+            acting_as: None,
+        })?;
+        let state = Arc::clone(&self.state);
+        let mut output = match attach_for(state, actor, args.acting_as, request, key).await? {
+            Answer::Fresh(Ok(attached)) => AttachOutput::from(attached),
+            Answer::Fresh(Err(error)) => return Err(error),
+            Answer::Replayed(outcome) if outcome.status < 400 => {
+                let mut output: AttachOutput =
+                    serde_json::from_value(outcome.body).map_err(|e| {
+                        ApiError::Internal(format!("a stored outcome did not read back: {e}"))
+                    })?;
+                output.replayed = true;
+                output
+            }
+            Answer::Replayed(outcome) => return Err(replayed_error(&outcome.body)),
+        };
+        output.links = output
+            .story_gids
+            .iter()
+            .map(|story| format!("https://app.asana.com/0/0/{}/{story}", output.task_gid))
+            .collect();
+        Ok(output)
+    }
+
+    async fn find(&self, args: FindArgs, actor: Actor) -> Result<FindOutput, String> {
+        let message = |error: ApiError| self.message(&error);
+        let acting = acting(&self.state, actor, args.acting_as.as_deref())
+            .await
+            .map_err(message)?;
+        let found = self
+            .state
+            .attacher
+            .find_tasks(
+                &acting,
+                args.workspace.as_deref(),
+                &args.query,
+                args.count.unwrap_or(DEFAULT_FOUND),
+            )
+            .await;
+        match found {
+            Ok(tasks) => Ok(FindOutput { tasks }),
+            Err(FindError::Failed(error)) => Err(message(error.into())),
+            Err(FindError::Store(error)) => Err(message(ApiError::StoreUnavailable(
+                crate::util::cause_chain(&error),
+            ))),
+            Err(other) => Err(other.to_string()),
+        }
+    }
+
+    fn answer<T: Serialize, E: Into<ApiError>>(&self, result: Result<T, E>) -> CallToolResult {
+        match result {
+            Ok(value) => structured(&value),
+            Err(error) => self.refusal(&error.into()),
+        }
+    }
+
+    fn refusal(&self, error: &ApiError) -> CallToolResult {
+        refusal(self.message(error))
+    }
+
+    /// What the model is told of a failure: the API's message, with where to connect when
+    /// no Asana account is connected.
+    fn message(&self, error: &ApiError) -> String {
+        match error {
+            ApiError::AsanaNotConnected(reason) => format!(
+                "{reason}. The person must connect their Asana account in a browser first, at {}/, then call again",
+                self.state.public_url
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl ServerHandler for LinkerTools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "mcp-asana-linker",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "Attach named contexts to Asana tasks. list_contexts shows what can be attached; find_tasks finds a task's gid by name; preview_context shows what would be posted; attach_context posts it as your connected Asana account.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(TOOLS.clone()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        TOOLS.iter().find(|tool| tool.name == name).cloned()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let caller = self.caller(&context)?;
+        let Some(tool) = [LIST, PREVIEW, ATTACH, FIND]
+            .into_iter()
+            .find(|name| *name == request.name)
+        else {
+            return Err(ErrorData::invalid_params(
+                format!("no tool named {:?}", request.name),
+                None,
+            ));
+        };
+        let started = Instant::now();
+        let arguments = Value::Object(request.arguments.unwrap_or_default());
+        let result = request_id::scope(
+            caller.request_id.clone(),
+            self.dispatch(tool, arguments, caller.actor),
+        )
+        .await;
+        let outcome = match &result {
+            Ok(done) if done.is_error == Some(true) => "error",
+            Ok(_) => "ok",
+            Err(_) => "invalid",
+        };
+        metrics::tool_call(tool, outcome);
+        tracing::info!(
+            request_id = %caller.request_id,
+            tool,
+            outcome,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "mcp tool call"
+        );
+        result.map(CallToolResponse::from)
+    }
+}
+
+/// The arguments as `T`, or a protocol error naming what is wrong (a malformed call).
+fn parse<T: DeserializeOwned>(tool: &str, arguments: Value) -> Result<T, ErrorData> {
+    serde_json::from_value(arguments)
+        .map_err(|e| ErrorData::invalid_params(format!("{tool}: {e}"), None))
+}
+
+fn structured<T: Serialize>(value: &T) -> CallToolResult {
+    match serde_json::to_value(value) {
+        Ok(value) => CallToolResult::structured(value),
+        Err(e) => refusal(format!("internal error: {e}")),
+    }
+}
+
+fn refusal(message: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+/// A replayed failure, from its stored envelope.
+fn replayed_error(body: &Value) -> ApiError {
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or("the first call with this idempotency_key failed");
+    ApiError::Upstream {
+        message: format!("the first call with this idempotency_key failed: {message}"),
+        cause: message.to_owned(),
+    }
+}
