@@ -26,7 +26,8 @@ use crate::http::error::ApiError;
 use crate::http::routes::attach::{Answer, acting, attach_for};
 use crate::idempotency::IdempotencyKey;
 use crate::service::tasks::FindError;
-use crate::telemetry::{metrics, request_id};
+use crate::telemetry::metrics::{self, Outcome};
+use crate::telemetry::request_id;
 
 pub use http::{Caller, McpHttp};
 use tools::{ATTACH, AttachArgs, AttachOutput, FIND, FindArgs, FindOutput, LIST, ListArgs};
@@ -80,7 +81,7 @@ impl LinkerTools {
         tool: &'static str,
         arguments: Value,
         actor: Actor,
-    ) -> Result<CallToolResult, ErrorData> {
+    ) -> Result<(CallToolResult, Outcome), ErrorData> {
         let state = &self.state;
         match tool {
             LIST => {
@@ -113,17 +114,11 @@ impl LinkerTools {
             }
             ATTACH => {
                 let args: AttachArgs = parse(tool, arguments)?;
-                Ok(match Box::pin(self.attach(args, actor)).await {
-                    Ok(output) => structured(&output),
-                    Err(error) => self.refusal(&error),
-                })
+                Ok(self.answer(Box::pin(self.attach(args, actor)).await))
             }
             FIND => {
                 let args: FindArgs = parse(tool, arguments)?;
-                Ok(match Box::pin(self.find(args, actor)).await {
-                    Ok(output) => structured(&output),
-                    Err(message) => refusal(message),
-                })
+                Ok(self.answer(Box::pin(self.find(args, actor)).await))
             }
             _ => Err(ErrorData::invalid_params(
                 format!("no tool named {tool:?}"),
@@ -171,11 +166,8 @@ impl LinkerTools {
         Ok(output)
     }
 
-    async fn find(&self, args: FindArgs, actor: Actor) -> Result<FindOutput, String> {
-        let message = |error: ApiError| self.message(&error);
-        let acting = acting(&self.state, actor, args.acting_as.as_deref())
-            .await
-            .map_err(message)?;
+    async fn find(&self, args: FindArgs, actor: Actor) -> Result<FindOutput, ApiError> {
+        let acting = acting(&self.state, actor, args.acting_as.as_deref()).await?;
         let found = self
             .state
             .attacher
@@ -188,23 +180,30 @@ impl LinkerTools {
             .await;
         match found {
             Ok(tasks) => Ok(FindOutput { tasks }),
-            Err(FindError::Failed(error)) => Err(message(error.into())),
-            Err(FindError::Store(error)) => Err(message(ApiError::StoreUnavailable(
-                crate::util::cause_chain(&error),
-            ))),
-            Err(other) => Err(other.to_string()),
+            Err(FindError::Failed(error)) => Err(error.into()),
+            Err(FindError::Store(error)) => {
+                Err(ApiError::StoreUnavailable(crate::util::cause_chain(&error)))
+            }
+            Err(other) => Err(ApiError::InvalidRequest(other.to_string())),
         }
     }
 
-    fn answer<T: Serialize, E: Into<ApiError>>(&self, result: Result<T, E>) -> CallToolResult {
+    /// The result the caller sees, and how the call is counted.
+    fn answer<T: Serialize, E: Into<ApiError>>(
+        &self,
+        result: Result<T, E>,
+    ) -> (CallToolResult, Outcome) {
         match result {
-            Ok(value) => structured(&value),
-            Err(error) => self.refusal(&error.into()),
+            Ok(value) => (structured(&value), Outcome::Ok),
+            Err(error) => {
+                let error = error.into();
+                let outcome = match error.status() {
+                    axum::http::StatusCode::GATEWAY_TIMEOUT => Outcome::Timeout,
+                    status => Outcome::of_status(status),
+                };
+                (refusal(self.message(&error)), outcome)
+            }
         }
-    }
-
-    fn refusal(&self, error: &ApiError) -> CallToolResult {
-        refusal(self.message(error))
     }
 
     /// What the model is told of a failure: the API's message, with where to connect when
@@ -267,19 +266,18 @@ impl ServerHandler for LinkerTools {
         )
         .await;
         let outcome = match &result {
-            Ok(done) if done.is_error == Some(true) => "error",
-            Ok(_) => "ok",
-            Err(_) => "invalid",
+            Ok((_, outcome)) => *outcome,
+            Err(_) => Outcome::Refused,
         };
         metrics::tool_call(tool, outcome);
         tracing::info!(
             request_id = %caller.request_id,
             tool,
-            outcome,
+            outcome = outcome.as_str(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "mcp tool call"
         );
-        result.map(CallToolResponse::from)
+        result.map(|(done, _)| CallToolResponse::from(done))
     }
 }
 

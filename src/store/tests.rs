@@ -115,7 +115,7 @@ async fn the_first_connection_is_the_default_until_another_is_marked_or_it_disco
         assert_eq!(access(&second), "b2", "{engine}");
         let report = store.report().await.expect("report");
         assert_eq!(report.rows[0], ("connections", 2), "{engine}");
-        assert_eq!(report.schema_version, 3, "{engine}");
+        assert_eq!(report.schema_version, 4, "{engine}");
 
         assert!(store.set_default("2").await.expect("mark"));
         assert!(!store.set_default("3").await.expect("not connected"));

@@ -206,17 +206,17 @@ pub fn upstream(target: &'static str, outcome: Outcome) {
         .increment(1);
 }
 
-/// Counts one MCP tool call by tool (one of the server's own names) and outcome: `ok`,
-/// `error` (a result with `isError`) or `invalid` (a malformed call, refused as a protocol
-/// error).
-pub fn tool_call(tool: &'static str, outcome: &'static str) {
-    static SERIES: Registered<(&'static str, &'static str), Counter> = Registered::new();
+/// Counts one MCP tool call by tool (one of the server's own names) and outcome, in the
+/// vocabulary of the upstream calls: `ok`, `refused` (a malformed call, or a failure the
+/// caller can act on), `rate_limited`, `timeout`, `failed`.
+pub fn tool_call(tool: &'static str, outcome: Outcome) {
+    static SERIES: Registered<(&'static str, Outcome), Counter> = Registered::new();
     SERIES
         .get(
             |(t, o)| *t == tool && *o == outcome,
             || {
                 let counter = metrics::counter!("linker_mcp_tool_calls_total",
-                    "tool" => tool, "outcome" => outcome);
+                    "tool" => tool, "outcome" => outcome.as_str());
                 ((tool, outcome), counter)
             },
         )
@@ -264,6 +264,10 @@ fn describe() {
         "Asana token refreshes, by outcome"
     );
     describe_counter!("linker_asana_rate_limited_total", "429 answers from Asana");
+    describe_counter!(
+        "linker_mcp_tool_calls_total",
+        "Calls of the MCP server's tools, by tool and outcome"
+    );
     describe_counter!("linker_stories_posted_total", "Comments posted to Asana");
     describe_counter!(
         "linker_log_lines_dropped_total",

@@ -159,6 +159,10 @@ async fn a_modern_client_lists_truthful_tools_and_calls_each_one_against_asana()
                 json!({"task": "1234567890", "context": "design_note"})
             ),
             call("attach_context", json!({"task": "1234567890"})),
+            call(
+                "attach_context",
+                json!({"task": "999", "context": "design_notes"})
+            ),
         ]),
     )
     .await;
@@ -212,6 +216,12 @@ async fn a_modern_client_lists_truthful_tools_and_calls_each_one_against_asana()
         "a malformed call is a protocol error: {}",
         results[5]
     );
+    assert_eq!(results[6]["is_error"], true, "Asana has no task 999");
+    let missing_task = results[6]["text"][0].as_str().expect("text");
+    assert!(
+        missing_task.contains("task 999 was not found"),
+        "{missing_task}"
+    );
 
     let metrics = app
         .client
@@ -226,8 +236,7 @@ async fn a_modern_client_lists_truthful_tools_and_calls_each_one_against_asana()
     // The recorder is shared by every test in this process: other tests count calls too.
     for series in [
         r#"linker_mcp_tool_calls_total{tool="attach_context",outcome="ok"} "#,
-        r#"linker_mcp_tool_calls_total{tool="attach_context",outcome="error"} "#,
-        r#"linker_mcp_tool_calls_total{tool="attach_context",outcome="invalid"} "#,
+        r#"linker_mcp_tool_calls_total{tool="attach_context",outcome="refused"} "#,
         r#"linker_mcp_tool_calls_total{tool="find_tasks",outcome="ok"} "#,
     ] {
         let count: u64 = metrics
