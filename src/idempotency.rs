@@ -9,7 +9,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::domain::InvalidInput;
 use crate::store::{KeyRow, KeyState, Store, StoreError, millis, now_ms};
@@ -99,10 +98,7 @@ pub enum IdempotencyError {
 /// SHA-256 of the request's canonical form, to tell a replay from a reuse.
 pub fn fingerprint(canonical: &impl Serialize) -> String {
     let bytes = serde_json::to_vec(canonical).unwrap_or_default();
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::util::digest::sha256_hex(bytes)
 }
 
 /// Keyed requests run once across every replica sharing the store.

@@ -9,7 +9,6 @@ use reqwest::{RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use url::Url;
 
@@ -222,10 +221,9 @@ struct Limits {
 /// The key a token's pause is kept under: a short SHA-256 of it, never the token, and the
 /// same on every replica that holds the same connection.
 fn limit_key(token: &SecretString) -> String {
-    Sha256::digest(token.expose_secret().as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut key = crate::util::digest::sha256_hex(token.expose_secret());
+    key.truncate(16);
+    key
 }
 
 impl Limits {

@@ -2,8 +2,6 @@
 //! linker can later tell its own comment from any other with the same text (reconciling after
 //! an ambiguous failure, or resuming a retry whose first try had an unknown outcome).
 
-use sha2::{Digest, Sha256};
-
 /// Hex digits in a marker: 64 bits, so two attaches never share one by chance.
 const ID_LEN: usize = 16;
 
@@ -16,9 +14,9 @@ impl Marker {
     /// The marker of the attach keyed `key` (an `Idempotency-Key` or a webhook event): a hash,
     /// so the key itself never reaches Asana.
     pub fn for_key(key: &str) -> Self {
-        let digest = Sha256::digest(key.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        Self(hex[..ID_LEN].to_owned())
+        let mut hex = crate::util::digest::sha256_hex(key);
+        hex.truncate(ID_LEN);
+        Self(hex)
     }
 
     /// A fresh marker for an attach without a key.

@@ -10,7 +10,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use sha2::{Digest, Sha256};
 
 use super::LinkerTools;
 use super::sessions::{Access, OWNER, Owner, StoreSessions};
@@ -19,6 +18,7 @@ use crate::http::access::{Actor, ApiAccess, bearer};
 use crate::http::error::ApiError;
 use crate::telemetry::request_id;
 use crate::util::cause_chain;
+use secrecy::SecretString;
 
 /// Largest JSON-RPC message accepted (as for the HTTP API's bodies).
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -87,7 +87,7 @@ async fn guard_mcp(State(guard): State<Guard>, request: Request, next: Next) -> 
         Err(error) => return refuse(error, bearer(&parts.headers).is_some()),
     };
     let owner = Owner {
-        key: bearer(&parts.headers).map_or_else(|| "loopback".to_owned(), hash),
+        bearer: bearer(&parts.headers).map(SecretString::from),
         user_gid: match &actor {
             Actor::Person(user_gid) => Some(user_gid.clone()),
             Actor::Operator => None,
@@ -138,13 +138,6 @@ fn refuse(error: ApiError, presented: bool) -> Response {
         );
     }
     response
-}
-
-fn hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]

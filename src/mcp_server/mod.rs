@@ -6,7 +6,7 @@ mod http;
 mod sessions;
 mod tools;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use rmcp::model::{
@@ -221,14 +221,18 @@ impl LinkerTools {
 
 impl ServerHandler for LinkerTools {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                "mcp-asana-linker",
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions(
-                "Attach named contexts to Asana tasks. list_contexts shows what can be attached; find_tasks finds a task's gid by name; preview_context shows what would be posted; attach_context posts it as your connected Asana account.",
-            )
+        // rmcp asks for it on every stateless request: built once.
+        static INFO: LazyLock<ServerConfig> = LazyLock::new(|| {
+            ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+                .with_server_info(Implementation::new(
+                    "mcp-asana-linker",
+                    env!("CARGO_PKG_VERSION"),
+                ))
+                .with_instructions(
+                    "Attach named contexts to Asana tasks. list_contexts shows what can be attached; find_tasks finds a task's gid by name; preview_context shows what would be posted; attach_context posts it as your connected Asana account.",
+                )
+        });
+        INFO.clone()
     }
 
     async fn list_tools(

@@ -10,21 +10,35 @@ use rmcp::transport::streamable_http_server::session::{
     SessionState, SessionStore, SessionStoreError,
 };
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::store::{Store, StoreError};
+use crate::util::digest::sha256_hex;
 
 /// How often a session's last use is written at most.
 const TOUCH: Duration = Duration::from_secs(3600);
 /// Sessions remembered at most; past it the memory is cleared (it is only a cache).
 const MAX_CACHED: usize = 10_000;
 
-/// Who opens or uses a session: a hash of the key (`loopback` without one), and for a
-/// personal key, its person.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who opens or uses a session: the key presented (none from loopback without a key), and
+/// for a personal key, its person.
+#[derive(Debug, Clone)]
 pub struct Owner {
-    /// The key's SHA-256, or `loopback`.
-    pub key: String,
+    /// The key presented.
+    pub bearer: Option<SecretString>,
     /// The person a personal key belongs to.
     pub user_gid: Option<String>,
+}
+
+impl Owner {
+    /// What the store keeps of the key: its SHA-256, or `loopback`. Worked out only for
+    /// requests that open or use a session.
+    fn key(&self) -> String {
+        self.bearer.as_ref().map_or_else(
+            || "loopback".to_owned(),
+            |key| sha256_hex(key.expose_secret()),
+        )
+    }
 }
 
 tokio::task_local! {
@@ -86,7 +100,7 @@ impl StoreSessions {
                 None => return Ok(Access::Allowed),
             },
         };
-        Ok(if known.owner == owner.key {
+        Ok(if known.owner == owner.key() {
             Access::Allowed
         } else {
             Access::Refused
@@ -136,10 +150,11 @@ impl SessionStore for StoreSessions {
             .try_with(Clone::clone)
             .map_err(|_| "a session was opened outside a request of the /mcp guard")?;
         let json = serde_json::to_string(&state.initialize_params)?;
+        let key = owner.key();
         self.store
-            .put_mcp_session(session_id, &owner.key, owner.user_gid.as_deref(), &json)
+            .put_mcp_session(session_id, &key, owner.user_gid.as_deref(), &json)
             .await?;
-        self.remember(session_id, &owner.key);
+        self.remember(session_id, &key);
         Ok(())
     }
 

@@ -3,7 +3,6 @@
 //! a signed-in person may do: see their new key once, make a new one, disconnect.
 
 use secrecy::SecretString;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
@@ -26,10 +25,7 @@ pub struct Visitor {
 }
 
 fn hash(id: &str) -> String {
-    Sha256::digest(id.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::util::digest::sha256_hex(id.as_bytes())
 }
 
 /// Opens a session for `user_gid` after a consent; returns the cookie's value. A person

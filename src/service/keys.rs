@@ -8,7 +8,6 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::store::{Store, StoreError};
@@ -53,10 +52,7 @@ pub struct IssuedKey {
 }
 
 fn hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::util::digest::sha256_hex(key.as_bytes())
 }
 
 impl PersonalKeys {

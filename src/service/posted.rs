@@ -8,8 +8,8 @@ use crate::store::{PostedStory, Store};
 
 /// Most stories written at once.
 const BATCH: usize = 256;
-/// How long the writer gathers stories after the first one arrives: a few writes a second
-/// under load instead of one per attach.
+/// How long the writer gathers stories after the first one arrives, unless a full batch is
+/// already waiting: a few writes a second under light load instead of one per attach.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Where attaches hand over the stories they posted.
@@ -50,11 +50,15 @@ pub fn spawn(
             match received {
                 Some(0) => break,
                 Some(_) => {
-                    tokio::time::sleep(GATHER).await;
-                    while batch.len() < BATCH
-                        && let Ok(story) = receiver.try_recv()
-                    {
-                        batch.push(story);
+                    // A full batch means a backlog: written at once, or the queue would grow
+                    // for as long as attaches outpace one batch per gathering period.
+                    if batch.len() < BATCH {
+                        tokio::time::sleep(GATHER).await;
+                        while batch.len() < BATCH
+                            && let Ok(story) = receiver.try_recv()
+                        {
+                            batch.push(story);
+                        }
                     }
                     write(&store, &mut batch).await;
                 }

@@ -4,7 +4,6 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -80,10 +79,7 @@ impl ConnectionState {
 /// SHA-256 of a token, in hex: compared instead of the token, which is sealed differently
 /// each time it is written.
 fn token_hash(token: &SecretString) -> String {
-    Sha256::digest(token.expose_secret().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::util::digest::sha256_hex(token.expose_secret())
 }
 
 fn expires_ms(tokens: &StoredTokens) -> i64 {

@@ -6,16 +6,12 @@
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{Store, StoreError, millis, now_ms};
 
 fn state_hash(state: &str) -> String {
-    Sha256::digest(state.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::util::digest::sha256_hex(state.as_bytes())
 }
 
 impl Store {

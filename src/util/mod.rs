@@ -2,6 +2,7 @@
 
 pub mod atomic_file;
 pub mod base_url;
+pub mod digest;
 pub mod random;
 pub mod retry;
 pub mod run_to_end;

@@ -256,21 +256,24 @@ async fn legacy_sessions_of_two_people_post_as_their_own_connections_at_once() {
     let keys = PersonalKeys::new(store(&app).await);
     let ada = keys.issue("42").await.expect("Ada's key");
     let grace = keys.issue(GRACE).await.expect("Grace's key");
-    let attach = json!([call(
+    let attach = call(
         "attach_context",
-        json!({
-            "task": "1234567890", "context": "design_notes", "format": "plain"
-        })
-    )]);
+        json!({"task": "1234567890", "context": "design_notes", "format": "plain"}),
+    );
+    // A personal key acts as its owner only: naming Ada is refused, and nothing is posted.
+    let as_ada = call(
+        "attach_context",
+        json!({"task": "1234567890", "context": "design_notes", "as": "ada@example.com"}),
+    );
 
     let (ada_report, grace_report) = tokio::join!(
         client(
             http(&app, Some(ada.key.expose_secret()), "legacy"),
-            attach.clone()
+            json!([attach])
         ),
         client(
             http(&app, Some(grace.key.expose_secret()), "legacy"),
-            attach.clone()
+            json!([attach, as_ada])
         ),
     );
 
@@ -285,6 +288,14 @@ async fn legacy_sessions_of_two_people_post_as_their_own_connections_at_once() {
             "{result}"
         );
     }
+    let named = &grace_report["results"][1];
+    assert_eq!(named["is_error"], true, "{named}");
+    assert!(
+        named["text"][0]
+            .as_str()
+            .is_some_and(|t| t.contains("acts only as its owner")),
+        "{named}"
+    );
 }
 
 #[tokio::test]
