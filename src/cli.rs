@@ -534,8 +534,8 @@ async fn attach(
             if let Written::Comments { story_gids, .. } = &attached.written {
                 for gid in story_gids {
                     println!(
-                        "posted story {gid}: https://app.asana.com/0/0/{}/{gid}",
-                        attached.task_gid
+                        "posted story {gid}: {}",
+                        crate::asana::story_url(&attached.task_gid, gid)
                     );
                 }
             }

@@ -15,6 +15,11 @@ pub use client::{
     AsanaClient, AsanaError, CreatedWebhook, FoundTask, Profile, Story, StoryDetails, WebhookInfo,
 };
 pub use comment::{CommentDraft, find_marked, post_comment};
+
+/// A comment's page in Asana's web app (the task, opened at the story).
+pub fn story_url(task_gid: &str, story_gid: &str) -> String {
+    format!("https://app.asana.com/0/0/{task_gid}/{story_gid}")
+}
 pub use connections::Connections;
 pub use consent::{CONSENT_TTL, PendingConsents};
 pub use marker::Marker;

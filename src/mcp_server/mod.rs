@@ -161,7 +161,7 @@ impl LinkerTools {
         output.links = output
             .story_gids
             .iter()
-            .map(|story| format!("https://app.asana.com/0/0/{}/{story}", output.task_gid))
+            .map(|story| crate::asana::story_url(&output.task_gid, story))
             .collect();
         Ok(output)
     }

@@ -267,9 +267,10 @@ fn attaches(posted: &[PostedStory]) -> String {
         .map(|story| {
             let task = escape(&story.task_gid);
             let story_gid = escape(&story.story_gid);
+            let link = escape(&crate::asana::story_url(&story.task_gid, &story.story_gid));
             format!(
                 "<tr><td>{task}</td><td>{}</td>\
-                 <td><a href=\"https://app.asana.com/0/0/{task}/{story_gid}\">comment {story_gid}</a></td>\
+                 <td><a href=\"{link}\">comment {story_gid}</a></td>\
                  <td>{}</td></tr>",
                 escape(&story.context_name),
                 crate::util::time::iso(story.posted_at)
