@@ -314,6 +314,16 @@ async fn mcp_stdio(settings: &Settings) -> ExitCode {
             .map_err(|e| e.to_string()),
         Err(error) => Err(error.to_string()),
     };
+    record_posted(&state).await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(format!("the MCP session over stdio failed: {error}")),
+    }
+}
+
+/// Writes the comments a one-shot command posted to the store before it exits (it runs no
+/// writer task).
+async fn record_posted(state: &AppState) {
     let queue = state
         .posted_queue
         .lock()
@@ -321,10 +331,6 @@ async fn mcp_stdio(settings: &Settings) -> ExitCode {
         .take();
     if let Some(mut queue) = queue {
         crate::service::posted::flush(&state.store, &mut queue).await;
-    }
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(format!("the MCP session over stdio failed: {error}")),
     }
 }
 
@@ -521,14 +527,7 @@ async fn attach(
         .attach(&acting, &request, &Marker::random(), false)
         .await;
     // Whatever was posted, even by an attach that failed later, is recorded before exit.
-    let queue = state
-        .posted_queue
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
-    if let Some(mut queue) = queue {
-        crate::service::posted::flush(&state.store, &mut queue).await;
-    }
+    record_posted(&state).await;
     match attached {
         Ok(attached) => {
             if let Written::Comments { story_gids, .. } = &attached.written {
