@@ -239,7 +239,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     router
-        .merge(crate::mcp_server::McpHttp::router(Arc::clone(&state)))
+        .merge(crate::mcp_server::router(Arc::clone(&state)))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(layers)

@@ -32,41 +32,36 @@ pub struct Caller {
     pub request_id: String,
 }
 
-/// The `/mcp` endpoint: a guarded tower service for the router.
-pub struct McpHttp;
-
 #[derive(Clone)]
 struct Guard {
     state: Arc<AppState>,
     sessions: Arc<StoreSessions>,
 }
 
-impl McpHttp {
-    /// The endpoint over `state`; it stops its open streams when `state.mcp_stop` is
-    /// cancelled (at shutdown).
-    pub fn router<S: Clone + Send + Sync + 'static>(state: Arc<AppState>) -> axum::Router<S> {
-        let sessions = Arc::new(StoreSessions::new(state.store.clone()));
-        let mut config = StreamableHttpServerConfig::default()
-            .with_allowed_hosts(allowed_hosts(&state.public_url))
-            .with_json_response(true)
-            .with_max_request_body_bytes(MAX_BODY_BYTES)
-            .with_cancellation_token(state.mcp_stop.clone());
-        config.session_store = Some(Arc::clone(&sessions) as _);
-        let tools = LinkerTools::for_http(Arc::clone(&state));
-        let service = StreamableHttpService::new(
-            move || Ok(tools.clone()),
-            Arc::new(LocalSessionManager::default()),
-            config,
-        );
-        let guard = Guard { state, sessions };
-        axum::Router::new()
-            .route_service("/mcp", service)
-            .layer(axum::middleware::from_fn_with_state(guard, guard_mcp))
-    }
+/// The `/mcp` endpoint over `state`, behind the key guard; its open streams end when
+/// `state.mcp_stop` is cancelled (at shutdown).
+pub fn router<S: Clone + Send + Sync + 'static>(state: Arc<AppState>) -> axum::Router<S> {
+    let sessions = Arc::new(StoreSessions::new(state.store.clone()));
+    let mut config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(allowed_hosts(&state.public_url))
+        .with_json_response(true)
+        .with_max_request_body_bytes(MAX_BODY_BYTES)
+        .with_cancellation_token(state.mcp_stop.clone());
+    config.session_store = Some(Arc::clone(&sessions) as _);
+    let tools = LinkerTools::for_http(Arc::clone(&state));
+    let service = StreamableHttpService::new(
+        move || Ok(tools.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let guard = Guard { state, sessions };
+    axum::Router::new()
+        .route_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(guard, guard_mcp))
 }
 
-/// The loopback names, and `PUBLIC_URL`'s host (with and without its port), are the hosts
-/// `/mcp` answers to: a rebinding domain that resolves to 127.0.0.1 is refused.
+/// The loopback names and `PUBLIC_URL`'s host (on any port) are the hosts `/mcp` answers
+/// to: a rebinding domain that resolves to 127.0.0.1 is refused.
 fn allowed_hosts(public_url: &str) -> Vec<String> {
     let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
         .into_iter()

@@ -29,7 +29,7 @@ use crate::service::tasks::FindError;
 use crate::telemetry::metrics::{self, Outcome};
 use crate::telemetry::request_id;
 
-pub use http::{Caller, McpHttp};
+pub use http::{Caller, router};
 use tools::{ATTACH, AttachArgs, AttachOutput, FIND, FindArgs, FindOutput, LIST, ListArgs};
 use tools::{PREVIEW, PreviewArgs, TOOLS};
 
