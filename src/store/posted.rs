@@ -29,30 +29,37 @@ pub struct PostedStory {
 
 impl Store {
     /// Records `stories` in one transaction (a story recorded before is left as it is).
-    /// PostgreSQL takes the batch as one JSON parameter unpacked by one statement: a commit
-    /// and a round trip per group of rows cost its server more than the rows themselves.
-    /// SQLite binds a statement per [`ROWS_PER_STATEMENT`] of them: it unpacks JSON more
-    /// slowly than it binds, and a statement per row would be a round trip each (to its
-    /// worker thread).
     pub async fn record_posted(&self, stories: &[PostedStory]) -> Result<(), StoreError> {
         if stories.is_empty() {
             return Ok(());
         }
-        if self.url.engine() == Engine::Postgres {
-            let rows = serde_json::to_string(stories)?;
-            sqlx::query(
-                "INSERT INTO posted_stories (story_gid, connection, task_gid, context_name, \
-                 marker, posted_at) \
-                 SELECT story_gid, connection, task_gid, context_name, marker, posted_at \
-                 FROM json_to_recordset($1::json) AS batch(story_gid TEXT, connection TEXT, \
-                 task_gid TEXT, context_name TEXT, marker TEXT, posted_at BIGINT) \
-                 ON CONFLICT (story_gid) DO NOTHING",
-            )
-            .bind(rows)
-            .execute(&self.pool)
-            .await?;
-            return Ok(());
+        match self.url.engine() {
+            Engine::Postgres => self.record_posted_as_json(stories).await,
+            Engine::Sqlite => self.record_posted_bound(stories).await,
         }
+    }
+
+    /// PostgreSQL: the batch as one JSON parameter unpacked by one statement, since a commit
+    /// and a round trip per group of rows cost its server more than the rows themselves.
+    async fn record_posted_as_json(&self, stories: &[PostedStory]) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO posted_stories (story_gid, connection, task_gid, context_name, \
+             marker, posted_at) \
+             SELECT story_gid, connection, task_gid, context_name, marker, posted_at \
+             FROM json_to_recordset($1::json) AS batch(story_gid TEXT, connection TEXT, \
+             task_gid TEXT, context_name TEXT, marker TEXT, posted_at BIGINT) \
+             ON CONFLICT (story_gid) DO NOTHING",
+        )
+        .bind(serde_json::to_string(stories)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// SQLite: a statement of bound values per [`ROWS_PER_STATEMENT`] stories, since it
+    /// unpacks JSON more slowly than it binds, and a statement per row would be a round trip
+    /// each (to its worker thread).
+    async fn record_posted_bound(&self, stories: &[PostedStory]) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
         for group in stories.chunks(ROWS_PER_STATEMENT) {
             let mut sql = String::from(
