@@ -18,11 +18,7 @@ command -v wrk >/dev/null || { echo "bench/mcp.sh: wrk is not installed (apt-get
 # shellcheck source=bench/setup.sh
 source bench/setup.sh
 
-(cd "$work" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$SERVICE_PORT" \
-  RUST_LOG=info LOG_FORMAT=json MCP_SERVER_URL="http://127.0.0.1:$FAKE_PORT" \
-  ASANA_API_BASE_URL="http://127.0.0.1:$FAKE_PORT/api/1.0" \
-  DATABASE_URL="sqlite://$work/linker.db" TOKEN_STORE_PATH="$work/tokens.json" LINKER_API_KEY=bench-key \
-  "$OLDPWD/target/release/mcp-asana-linker" 2>"$work/service.log") &
+linker service "$SERVICE_PORT" "sqlite://$work/linker.db" "$work/tokens.json" &
 service_pid=$!
 pids+=("$service_pid")
 

@@ -36,15 +36,6 @@ pids+=("$floor_pid")
 target/release/examples/floor_service_mimalloc "$FLOOR_MI_PORT" "http://127.0.0.1:$FAKE_PORT" >/dev/null &
 floor_mi_pid=$!
 pids+=("$floor_mi_pid")
-# linker NAME PORT DATABASE_URL TOKEN_FILE: the linker as production runs it. Run in the
-# background, it replaces its subshell (exec), so $! is the linker's own pid.
-linker() {
-  cd "$work" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$2" \
-    RUST_LOG=info LOG_FORMAT=json MCP_SERVER_URL="http://127.0.0.1:$FAKE_PORT" \
-    ASANA_API_BASE_URL="http://127.0.0.1:$FAKE_PORT/api/1.0" \
-    DATABASE_URL="$3" TOKEN_STORE_PATH="$4" LINKER_API_KEY=bench-key \
-    "$OLDPWD/target/release/mcp-asana-linker" 2>"$work/$1.log"
-}
 linker service "$SERVICE_PORT" "sqlite://$work/linker.db" "$work/tokens.json" &
 service_pid=$!
 pids+=("$service_pid")
