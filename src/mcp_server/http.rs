@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -11,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
-use super::LinkerTools;
 use super::sessions::{Access, OWNER, Owner, StoreSessions};
+use super::{LinkerTools, stateless};
 use crate::app::AppState;
 use crate::http::access::{Actor, ApiAccess, bearer};
 use crate::http::error::ApiError;
@@ -36,25 +37,33 @@ pub struct Caller {
 struct Guard {
     state: Arc<AppState>,
     sessions: Arc<StoreSessions>,
+    tools: LinkerTools,
+    hosts: Arc<[String]>,
 }
 
 /// The `/mcp` endpoint over `state`, behind the key guard; its open streams end when
 /// `state.mcp_stop` is cancelled (at shutdown).
 pub fn router<S: Clone + Send + Sync + 'static>(state: Arc<AppState>) -> axum::Router<S> {
     let sessions = Arc::new(StoreSessions::new(state.store.clone()));
+    let hosts = allowed_hosts(&state.public_url);
     let mut config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(allowed_hosts(&state.public_url))
+        .with_allowed_hosts(hosts.clone())
         .with_json_response(true)
         .with_max_request_body_bytes(MAX_BODY_BYTES)
         .with_cancellation_token(state.mcp_stop.clone());
     config.session_store = Some(Arc::clone(&sessions) as _);
     let tools = LinkerTools::for_http(Arc::clone(&state));
+    let guard = Guard {
+        state,
+        sessions,
+        tools: tools.clone(),
+        hosts: hosts.into(),
+    };
     let service = StreamableHttpService::new(
         move || Ok(tools.clone()),
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let guard = Guard { state, sessions };
     axum::Router::new()
         .route_service("/mcp", service)
         .layer(axum::middleware::from_fn_with_state(guard, guard_mcp))
@@ -76,7 +85,7 @@ fn allowed_hosts(public_url: &str) -> Vec<String> {
 }
 
 async fn guard_mcp(State(guard): State<Guard>, request: Request, next: Next) -> Response {
-    let (mut parts, body) = request.into_parts();
+    let (mut parts, mut body) = request.into_parts();
     let actor = match ApiAccess::from_request_parts(&mut parts, &guard.state).await {
         Ok(ApiAccess(actor)) => actor,
         Err(error) => return refuse(error, bearer(&parts.headers).is_some()),
@@ -103,10 +112,28 @@ async fn guard_mcp(State(guard): State<Guard>, request: Request, next: Next) -> 
             Err(error) => return ApiError::StoreUnavailable(cause_chain(&error)).into_response(),
         }
     }
-    parts.extensions.insert(super::Caller {
+    let caller = super::Caller {
         actor,
         request_id: request_id::current().unwrap_or_default(),
-    });
+    };
+    if session.is_none()
+        && let Some(name) = stateless::plain_headers(&parts, &guard.hosts, MAX_BODY_BYTES)
+    {
+        let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return ApiError::InvalidRequest(format!(
+                    "the request body could not be read: {e}"
+                ))
+                .into_response();
+            }
+        };
+        if let Some(plain) = stateless::read(&bytes, name) {
+            return stateless::answer(&guard.tools, plain, caller).await;
+        }
+        body = Body::from(bytes);
+    }
+    parts.extensions.insert(caller);
     let request = Request::from_parts(parts, body);
     let method = request.method().clone();
     let mut response = OWNER.scope(owner, next.run(request)).await;

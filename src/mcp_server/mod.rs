@@ -4,6 +4,7 @@
 
 mod http;
 mod sessions;
+mod stateless;
 mod tools;
 
 use std::sync::{Arc, LazyLock};
@@ -11,7 +12,7 @@ use std::time::Instant;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -74,28 +75,31 @@ impl LinkerTools {
             .ok_or_else(|| ErrorData::internal_error("the caller was not identified", None))
     }
 
+    /// Runs `call` as `caller` and counts it: for rmcp's `tools/call` and for the plain
+    /// stateless ones answered before rmcp.
+    async fn run(&self, call: Call, caller: Caller) -> (CallToolResult, Outcome) {
+        let tool = call.tool();
+        let (result, outcome) =
+            request_id::scope(caller.request_id, self.dispatch(call, caller.actor)).await;
+        metrics::tool_call(tool, outcome);
+        (result, outcome)
+    }
+
     /// Runs the tool. Each tool's future is boxed: rmcp moves the whole handler future into a
     /// task of its own per call, and an unboxed one would be as large as the largest tool's.
-    async fn dispatch(
-        &self,
-        tool: &'static str,
-        arguments: Value,
-        actor: Actor,
-    ) -> Result<(CallToolResult, Outcome), ErrorData> {
+    async fn dispatch(&self, call: Call, actor: Actor) -> (CallToolResult, Outcome) {
         let state = &self.state;
-        match tool {
-            LIST => {
-                let ListArgs {} = parse(tool, arguments)?;
+        match call {
+            Call::List(ListArgs {}) => {
                 let listed = match state.attacher.context.as_ref() {
                     Some(source) => Box::pin(source.catalog()).await.map_err(ApiError::from),
                     None => Err(ApiError::NotConfigured(vec![
                         "MCP_SERVER_URL or MCP_SERVER_COMMAND",
                     ])),
                 };
-                Ok(self.answer(listed))
+                self.answer(listed)
             }
-            PREVIEW => {
-                let args: PreviewArgs = parse(tool, arguments)?;
+            Call::Preview(args) => {
                 let preview = async {
                     let request = AttachRequest::try_from(AttachRequestBody {
                         // The preview does not look at the task.
@@ -110,20 +114,10 @@ impl LinkerTools {
                     })?;
                     Ok::<_, ApiError>(state.attacher.preview(&request).await?)
                 };
-                Ok(self.answer(Box::pin(preview).await))
+                self.answer(Box::pin(preview).await)
             }
-            ATTACH => {
-                let args: AttachArgs = parse(tool, arguments)?;
-                Ok(self.answer(Box::pin(self.attach(args, actor)).await))
-            }
-            FIND => {
-                let args: FindArgs = parse(tool, arguments)?;
-                Ok(self.answer(Box::pin(self.find(args, actor)).await))
-            }
-            _ => Err(ErrorData::invalid_params(
-                format!("no tool named {tool:?}"),
-                None,
-            )),
+            Call::Attach(args) => self.answer(Box::pin(self.attach(args, actor)).await),
+            Call::Find(args) => self.answer(Box::pin(self.find(args, actor)).await),
         }
     }
 
@@ -253,36 +247,79 @@ impl ServerHandler for LinkerTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&context)?;
-        let Some(tool) = [LIST, PREVIEW, ATTACH, FIND]
-            .into_iter()
-            .find(|name| *name == request.name)
-        else {
+        let started = Instant::now();
+        let request_id = caller.request_id.clone();
+        match Call::parse(&request.name, request.arguments.unwrap_or_default()) {
+            Ok(call) => {
+                let tool = call.tool();
+                let (result, outcome) = self.run(call, caller).await;
+                log(tool, outcome, &request_id, started);
+                Ok(CallToolResponse::from(result))
+            }
+            Err(error) => {
+                if let Some(tool) = known(&request.name) {
+                    metrics::tool_call(tool, Outcome::Refused);
+                    log(tool, Outcome::Refused, &request_id, started);
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+/// One tool call, its arguments read.
+enum Call {
+    List(ListArgs),
+    Preview(PreviewArgs),
+    Attach(AttachArgs),
+    Find(FindArgs),
+}
+
+impl Call {
+    /// The call of the tool named `name`, or the protocol error for a malformed call.
+    fn parse(name: &str, arguments: JsonObject) -> Result<Self, ErrorData> {
+        let Some(tool) = known(name) else {
             return Err(ErrorData::invalid_params(
-                format!("no tool named {:?}", request.name),
+                format!("no tool named {name:?}"),
                 None,
             ));
         };
-        let started = Instant::now();
-        let arguments = Value::Object(request.arguments.unwrap_or_default());
-        let result = request_id::scope(
-            caller.request_id.clone(),
-            self.dispatch(tool, arguments, caller.actor),
-        )
-        .await;
-        let outcome = match &result {
-            Ok((_, outcome)) => *outcome,
-            Err(_) => Outcome::Refused,
-        };
-        metrics::tool_call(tool, outcome);
-        tracing::info!(
-            request_id = %caller.request_id,
-            tool,
-            outcome = outcome.as_str(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "mcp tool call"
-        );
-        result.map(|(done, _)| CallToolResponse::from(done))
+        let arguments = Value::Object(arguments);
+        Ok(match tool {
+            LIST => Self::List(parse(tool, arguments)?),
+            PREVIEW => Self::Preview(parse(tool, arguments)?),
+            ATTACH => Self::Attach(parse(tool, arguments)?),
+            _ => Self::Find(parse(tool, arguments)?),
+        })
     }
+
+    fn tool(&self) -> &'static str {
+        match self {
+            Self::List(_) => LIST,
+            Self::Preview(_) => PREVIEW,
+            Self::Attach(_) => ATTACH,
+            Self::Find(_) => FIND,
+        }
+    }
+}
+
+/// The tool named `name`, if there is one.
+fn known(name: &str) -> Option<&'static str> {
+    [LIST, PREVIEW, ATTACH, FIND]
+        .into_iter()
+        .find(|tool| *tool == name)
+}
+
+/// The log line of a call rmcp served (over stdio, or within a session's stream, which
+/// the request's response line does not wait for).
+fn log(tool: &'static str, outcome: Outcome, request_id: &str, started: Instant) {
+    tracing::info!(
+        request_id = %request_id,
+        tool,
+        outcome = outcome.as_str(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "mcp tool call"
+    );
 }
 
 /// The arguments as `T`, or a protocol error naming what is wrong (a malformed call).

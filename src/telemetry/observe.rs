@@ -19,6 +19,16 @@ use tracing::Level;
 use crate::http::error::ErrorLog;
 use crate::telemetry::request_id;
 
+/// A tool call answered on the request itself: its tool and outcome go on the request's
+/// response line (a response extension), which is then its one line.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolCall {
+    /// The tool called.
+    pub tool: &'static str,
+    /// How it ended.
+    pub outcome: &'static str,
+}
+
 /// Wraps each route in [`Observe`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ObserveLayer;
@@ -143,7 +153,21 @@ where
                         "response"
                     )
                 }
-                None => tracing::info!(status, latency_us, method, path, request_id, "response"),
+                None => match response.extensions().get::<ToolCall>() {
+                    Some(call) => tracing::info!(
+                        status,
+                        latency_us,
+                        method,
+                        path,
+                        request_id,
+                        tool = call.tool,
+                        outcome = call.outcome,
+                        "response"
+                    ),
+                    None => {
+                        tracing::info!(status, latency_us, method, path, request_id, "response")
+                    }
+                },
             }
             crate::telemetry::metrics::request(
                 this.route.as_ref().map_or("unmatched", MatchedPath::as_str),

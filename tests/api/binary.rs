@@ -254,6 +254,56 @@ async fn a_503_is_one_warn_line_and_a_log_off_a_terminal_has_no_colour() {
     );
 }
 
+/// A stateless MCP tool call is a request like any other: one log line, carrying the tool
+/// and its outcome beside the status and the request id.
+#[tokio::test]
+async fn a_stateless_tool_call_is_one_log_line_with_its_tool_and_outcome() {
+    let dir = tempfile::tempdir().expect("dir");
+    let running = start(dir.path(), &[]);
+
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/mcp", running.address))
+        .header("x-request-id", "one-line-tool")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "list_contexts")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "list_contexts", "arguments": {},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {}
+            }}}),
+        )
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    // No context source is set: the tool says so.
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !running.log().contains("one-line-tool") {
+        assert!(Instant::now() < deadline, "no line for the request");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let log = running.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("one-line-tool"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line per request: {lines:?}");
+    let line: Value = serde_json::from_str(lines[0]).expect("JSON line");
+    assert_eq!(line["message"], "response", "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["tool"], "list_contexts", "{line}");
+    assert_eq!(line["outcome"], "failed", "{line}");
+}
+
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully_with_exit_code_0() {
     let dir = tempfile::tempdir().expect("dir");

@@ -528,3 +528,142 @@ async fn the_stdio_server_attaches_as_the_default_connection() {
         "42"
     );
 }
+
+/// A stateless (2026-07-28) `tools/call` of `name`, with `params` merged into its params.
+fn stateless_call(name: &str, arguments: Value, params: Value) -> Value {
+    let mut message = json!({"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {
+    "name": name, "arguments": arguments,
+    "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    }}});
+    if let (Some(into), Some(from)) = (message["params"].as_object_mut(), params.as_object()) {
+        for (key, value) in from {
+            into.insert(key.clone(), value.clone());
+        }
+    }
+    message
+}
+
+/// `POST /mcp` as MCP clients send a stateless call, with `accept` and `headers`; its status,
+/// content type and body.
+async fn post_stateless(
+    app: &TestApp,
+    accept: &str,
+    headers: &[(&str, &str)],
+    message: &Value,
+) -> (u16, String, Value) {
+    let mut request = app
+        .client
+        .post(format!("{}/mcp", app.address))
+        .header("accept", accept)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .json(message);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("sent");
+    let status = response.status().as_u16();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    let body = response.text().await.expect("a body");
+    (status, content_type, without_markers(&body))
+}
+
+/// `body` read as JSON, each attach marker (`ref` and 16 hex digits, random per preview)
+/// replaced by `ref MARKER`.
+fn without_markers(body: &str) -> Value {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = rest.find("ref ") {
+        let (before, after) = rest.split_at(at + 4);
+        out.push_str(before);
+        let hex = after.get(..16).unwrap_or_default();
+        if hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            out.push_str("MARKER");
+            rest = &after[16..];
+        } else {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// The linker answers a stateless `tools/call` in its plain form itself, and leaves any
+/// other to rmcp. An `Accept` with weights is one the linker leaves to rmcp and that rmcp
+/// serves the same way, so each call is sent both ways and the answers must be the same:
+/// the well-formed calls (which must reach Asana as often as they are sent), one with a
+/// progress token (left to rmcp), and the ones rmcp must refuse (the name in the header not
+/// the body's, another version, an unknown tool, an argument too many).
+#[tokio::test]
+async fn a_plain_stateless_call_is_answered_exactly_as_rmcp_answers_it() {
+    let app = spawn_app_with(Seed::Tokens(Duration::from_secs(3600)), &[]).await;
+    app.mount_context("design_notes", "# Notes\n\nSome *notes*.")
+        .await;
+    // Both attaches, each sent both ways, and the last call.
+    expect_posts(&app, ACCESS_TOKEN, "4242", 5).await;
+    let attach = json!({"task": "1234567890", "context": "design_notes"});
+    let plain = "application/json, text/event-stream";
+    let weighted = "application/json;q=1, text/event-stream;q=0.9";
+    let mut wrong_version = stateless_call("list_contexts", json!({}), json!({}));
+    wrong_version["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] =
+        json!("2025-11-25");
+    let mut progress = stateless_call("attach_context", attach.clone(), json!({}));
+    progress["params"]["_meta"]["progressToken"] = json!("p1");
+    let cases = [
+        (
+            "attach_context",
+            stateless_call("attach_context", attach.clone(), json!({})),
+        ),
+        ("attach_context", progress),
+        (
+            "preview_context",
+            stateless_call(
+                "preview_context",
+                json!({"context": "design_notes"}),
+                json!({}),
+            ),
+        ),
+        (
+            "list_contexts",
+            stateless_call("list_contexts", json!({}), json!({})),
+        ),
+        (
+            "find_tasks",
+            stateless_call("attach_context", attach.clone(), json!({})),
+        ),
+        ("list_contexts", wrong_version),
+        (
+            "no_such_tool",
+            stateless_call("no_such_tool", json!({}), json!({})),
+        ),
+        (
+            "attach_context",
+            stateless_call(
+                "attach_context",
+                json!({"task": "1", "context": "x", "extra": 1}),
+                json!({}),
+            ),
+        ),
+    ];
+
+    for (name, message) in &cases {
+        let headers = [("mcp-name", *name)];
+        let direct = post_stateless(&app, plain, &headers, message).await;
+        let through_rmcp = post_stateless(&app, weighted, &headers, message).await;
+        assert_eq!(direct, through_rmcp, "{name}: {message}");
+    }
+    let (status, _, attached) =
+        post_stateless(&app, plain, &[("mcp-name", "attach_context")], &cases[0].1).await;
+    assert_eq!(status, 200);
+    assert_eq!(attached["id"], 11);
+    assert_eq!(
+        attached["result"]["structuredContent"]["story_gids"],
+        json!(["4242"])
+    );
+}
