@@ -268,15 +268,11 @@ async fn a_stateless_tool_call_is_one_log_line_with_its_tool_and_outcome() {
         .header("mcp-protocol-version", "2026-07-28")
         .header("mcp-method", "tools/call")
         .header("mcp-name", "list_contexts")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-            "name": "list_contexts", "arguments": {},
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
-                "io.modelcontextprotocol/clientCapabilities": {}
-            }}}),
-        )
+        .json(&crate::mcp_server::stateless_call(
+            "list_contexts",
+            json!({}),
+            json!({}),
+        ))
         .send()
         .await
         .expect("sent")

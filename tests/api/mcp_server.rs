@@ -530,7 +530,7 @@ async fn the_stdio_server_attaches_as_the_default_connection() {
 }
 
 /// A stateless (2026-07-28) `tools/call` of `name`, with `params` merged into its params.
-fn stateless_call(name: &str, arguments: Value, params: Value) -> Value {
+pub fn stateless_call(name: &str, arguments: Value, params: Value) -> Value {
     let mut message = json!({"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {
     "name": name, "arguments": arguments,
     "_meta": {
