@@ -7,8 +7,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
@@ -33,12 +33,15 @@ pub struct Caller {
     pub request_id: String,
 }
 
-#[derive(Clone)]
+/// Everything `/mcp` needs, shared by its requests: rmcp's service is called through
+/// [`StreamableHttpService::handle`] rather than as a routed service, which axum would clone
+/// (its settings with it) for every request.
 struct Guard {
     state: Arc<AppState>,
     sessions: Arc<StoreSessions>,
     tools: LinkerTools,
-    hosts: Arc<[String]>,
+    hosts: Vec<String>,
+    service: StreamableHttpService<LinkerTools, LocalSessionManager>,
 }
 
 /// The `/mcp` endpoint over `state`, behind the key guard; its open streams end when
@@ -53,20 +56,22 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: Arc<AppState>) -> axum::R
         .with_cancellation_token(state.mcp_stop.clone());
     config.session_store = Some(Arc::clone(&sessions) as _);
     let tools = LinkerTools::for_http(Arc::clone(&state));
-    let guard = Guard {
-        state,
-        sessions,
-        tools: tools.clone(),
-        hosts: hosts.into(),
-    };
+    let factory = tools.clone();
     let service = StreamableHttpService::new(
-        move || Ok(tools.clone()),
+        move || Ok(factory.clone()),
         Arc::new(LocalSessionManager::default()),
         config,
     );
+    let guard = Guard {
+        state,
+        sessions,
+        tools,
+        hosts,
+        service,
+    };
     axum::Router::new()
-        .route_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(guard, guard_mcp))
+        .route("/mcp", any(guard_mcp))
+        .with_state(Arc::new(guard))
 }
 
 /// The loopback names and `PUBLIC_URL`'s host (on any port) are the hosts `/mcp` answers
@@ -84,38 +89,19 @@ fn allowed_hosts(public_url: &str) -> Vec<String> {
     hosts
 }
 
-async fn guard_mcp(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+/// Identifies the caller, answers a plain stateless `tools/call` itself, and hands anything
+/// else to rmcp, within the session's owner check.
+async fn guard_mcp(State(guard): State<Arc<Guard>>, request: Request) -> Response {
     let (mut parts, mut body) = request.into_parts();
     let actor = match ApiAccess::from_request_parts(&mut parts, &guard.state).await {
         Ok(ApiAccess(actor)) => actor,
         Err(error) => return refuse(error, bearer(&parts.headers).is_some()),
     };
-    let owner = Owner {
-        bearer: bearer(&parts.headers).map(SecretString::from),
-        user_gid: match &actor {
-            Actor::Person(user_gid) => Some(user_gid.clone()),
-            Actor::Operator => None,
-        },
-    };
-    let session = parts
-        .headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if let Some(session) = &session {
-        match guard.sessions.access(session, &owner).await {
-            Ok(Access::Allowed) => {}
-            // As for a session that does not exist: the client starts a new one.
-            Ok(Access::Refused) => {
-                return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
-            }
-            Err(error) => return ApiError::StoreUnavailable(cause_chain(&error)).into_response(),
-        }
-    }
-    let caller = super::Caller {
+    let caller = Caller {
         actor,
         request_id: request_id::current().unwrap_or_default(),
     };
+    let session = parts.headers.get(stateless::SESSION_ID);
     if session.is_none()
         && let Some(name) = stateless::plain_headers(&parts, &guard.hosts, MAX_BODY_BYTES)
     {
@@ -133,10 +119,30 @@ async fn guard_mcp(State(guard): State<Guard>, request: Request, next: Next) -> 
         }
         body = Body::from(bytes);
     }
+    let owner = Owner {
+        bearer: bearer(&parts.headers).map(SecretString::from),
+        user_gid: match &caller.actor {
+            Actor::Person(user_gid) => Some(user_gid.clone()),
+            Actor::Operator => None,
+        },
+    };
+    if let Some(session) = session.and_then(|value| value.to_str().ok()) {
+        match guard.sessions.access(session, &owner).await {
+            Ok(Access::Allowed) => {}
+            // As for a session that does not exist: the client starts a new one.
+            Ok(Access::Refused) => {
+                return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+            }
+            Err(error) => return ApiError::StoreUnavailable(cause_chain(&error)).into_response(),
+        }
+    }
     parts.extensions.insert(caller);
+    let method = parts.method.clone();
     let request = Request::from_parts(parts, body);
-    let method = request.method().clone();
-    let mut response = OWNER.scope(owner, next.run(request)).await;
+    let mut response = OWNER
+        .scope(owner, guard.service.handle(request))
+        .await
+        .map(Body::new);
     // rmcp answers a session's DELETE with 202; clients (the Python SDK) expect 200 or 204.
     if method == Method::DELETE && response.status() == StatusCode::ACCEPTED {
         *response.status_mut() = StatusCode::NO_CONTENT;

@@ -12,13 +12,13 @@ use std::time::Instant;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::app::AppState;
 use crate::domain::{AttachRequest, AttachRequestBody, TaskGid};
@@ -77,7 +77,7 @@ impl LinkerTools {
 
     /// Runs `call` as `caller` and counts it: for rmcp's `tools/call` and for the plain
     /// stateless ones answered before rmcp.
-    async fn run(&self, call: Call, caller: Caller) -> (CallToolResult, Outcome) {
+    async fn run(&self, call: Call, caller: Caller) -> (ToolResult, Outcome) {
         let tool = call.tool();
         let (result, outcome) =
             request_id::scope(caller.request_id, self.dispatch(call, caller.actor)).await;
@@ -87,7 +87,7 @@ impl LinkerTools {
 
     /// Runs the tool. Each tool's future is boxed: rmcp moves the whole handler future into a
     /// task of its own per call, and an unboxed one would be as large as the largest tool's.
-    async fn dispatch(&self, call: Call, actor: Actor) -> (CallToolResult, Outcome) {
+    async fn dispatch(&self, call: Call, actor: Actor) -> (ToolResult, Outcome) {
         let state = &self.state;
         match call {
             Call::List(ListArgs {}) => {
@@ -186,16 +186,22 @@ impl LinkerTools {
     fn answer<T: Serialize, E: Into<ApiError>>(
         &self,
         result: Result<T, E>,
-    ) -> (CallToolResult, Outcome) {
+    ) -> (ToolResult, Outcome) {
         match result {
-            Ok(value) => (structured(&value), Outcome::Ok),
+            Ok(value) => match serde_json::value::to_raw_value(&value) {
+                Ok(output) => (ToolResult::Output(output), Outcome::Ok),
+                Err(e) => (
+                    ToolResult::Refusal(format!("internal error: {e}")),
+                    Outcome::Failed,
+                ),
+            },
             Err(error) => {
                 let error = error.into();
                 let outcome = match error.status() {
                     axum::http::StatusCode::GATEWAY_TIMEOUT => Outcome::Timeout,
                     status => Outcome::of_status(status),
                 };
-                (refusal(self.message(&error)), outcome)
+                (ToolResult::Refusal(self.message(&error)), outcome)
             }
         }
     }
@@ -249,12 +255,13 @@ impl ServerHandler for LinkerTools {
         let caller = self.caller(&context)?;
         let started = Instant::now();
         let request_id = caller.request_id.clone();
-        match Call::parse(&request.name, request.arguments.unwrap_or_default()) {
+        let arguments = Value::Object(request.arguments.unwrap_or_default());
+        match Call::from_arguments(&request.name, arguments) {
             Ok(call) => {
                 let tool = call.tool();
                 let (result, outcome) = self.run(call, caller).await;
                 log(tool, outcome, &request_id, started);
-                Ok(CallToolResponse::from(result))
+                Ok(CallToolResponse::from(result.into_rmcp()))
             }
             Err(error) => {
                 if let Some(tool) = known(&request.name) {
@@ -276,21 +283,25 @@ enum Call {
 }
 
 impl Call {
-    /// The call of the tool named `name`, or the protocol error for a malformed call.
-    fn parse(name: &str, arguments: JsonObject) -> Result<Self, ErrorData> {
+    /// The call of the tool named `name` with `arguments` (an object, as a JSON value or
+    /// still as text), or the protocol error for a malformed call.
+    fn from_arguments<'de, D>(name: &str, arguments: D) -> Result<Self, ErrorData>
+    where
+        D: serde::Deserializer<'de>,
+    {
         let Some(tool) = known(name) else {
             return Err(ErrorData::invalid_params(
                 format!("no tool named {name:?}"),
                 None,
             ));
         };
-        let arguments = Value::Object(arguments);
-        Ok(match tool {
-            LIST => Self::List(parse(tool, arguments)?),
-            PREVIEW => Self::Preview(parse(tool, arguments)?),
-            ATTACH => Self::Attach(parse(tool, arguments)?),
-            _ => Self::Find(parse(tool, arguments)?),
-        })
+        let call = match tool {
+            LIST => ListArgs::deserialize(arguments).map(Self::List),
+            PREVIEW => PreviewArgs::deserialize(arguments).map(Self::Preview),
+            ATTACH => AttachArgs::deserialize(arguments).map(Self::Attach),
+            _ => FindArgs::deserialize(arguments).map(Self::Find),
+        };
+        call.map_err(|e| ErrorData::invalid_params(format!("{tool}: {e}"), None))
     }
 
     fn tool(&self) -> &'static str {
@@ -322,21 +333,32 @@ fn log(tool: &'static str, outcome: Outcome, request_id: &str, started: Instant)
     );
 }
 
-/// The arguments as `T`, or a protocol error naming what is wrong (a malformed call).
-fn parse<T: DeserializeOwned>(tool: &str, arguments: Value) -> Result<T, ErrorData> {
-    serde_json::from_value(arguments)
-        .map_err(|e| ErrorData::invalid_params(format!("{tool}: {e}"), None))
+/// What a tool answered: its structured output, written as JSON once (it is sent twice: as
+/// the structured content, and as the text copy that clients without structured content
+/// read), or a refusal in plain words.
+enum ToolResult {
+    Output(Box<RawValue>),
+    Refusal(String),
 }
 
-fn structured<T: Serialize>(value: &T) -> CallToolResult {
-    match serde_json::to_value(value) {
-        Ok(value) => CallToolResult::structured(value),
-        Err(e) => refusal(format!("internal error: {e}")),
+impl ToolResult {
+    /// The result as rmcp's type, for the calls rmcp serves.
+    fn into_rmcp(self) -> CallToolResult {
+        match self {
+            Self::Output(output) => match serde_json::from_str(output.get()) {
+                Ok(value) => {
+                    let mut result =
+                        CallToolResult::success(vec![ContentBlock::text(output.get())]);
+                    result.structured_content = Some(value);
+                    result
+                }
+                Err(e) => {
+                    CallToolResult::error(vec![ContentBlock::text(format!("internal error: {e}"))])
+                }
+            },
+            Self::Refusal(message) => CallToolResult::error(vec![ContentBlock::text(message)]),
+        }
     }
-}
-
-fn refusal(message: String) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(message)])
 }
 
 /// A replayed failure, from its stored envelope.

@@ -10,13 +10,11 @@
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use rmcp::model::{
-    ClientCapabilities, Implementation, JsonObject, JsonRpcResponse, JsonRpcVersion2_0, RequestId,
-    ServerResult,
-};
-use serde::Deserialize;
+use rmcp::model::{ClientCapabilities, Implementation, JsonRpcVersion2_0, RequestId};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
-use super::{Call, Caller, LinkerTools};
+use super::{Call, Caller, LinkerTools, ToolResult};
 use crate::telemetry::observe::ToolCall;
 
 /// The protocol era with no session, where each request carries its own version.
@@ -24,7 +22,7 @@ const ERA: &str = "2026-07-28";
 const METHOD: &str = "tools/call";
 
 // Named once: a header name given as text is parsed again on every lookup.
-const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+pub(super) const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
@@ -32,21 +30,23 @@ const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 /// A `tools/call` in the plain form.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Message {
+struct Message<'a> {
     // Read so that only "2.0" passes.
     #[serde(rename = "jsonrpc")]
     _jsonrpc: JsonRpcVersion2_0,
     id: RequestId,
     method: String,
-    params: Params,
+    #[serde(borrow)]
+    params: Params<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+struct Params<'a> {
     name: String,
-    #[serde(default)]
-    arguments: Option<JsonObject>,
+    // Kept as text and read once, straight into the tool's arguments.
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
     #[serde(rename = "_meta")]
     meta: Meta,
 }
@@ -114,11 +114,63 @@ pub(super) fn read(body: &Bytes, name: &str) -> Option<Plain> {
     if message.method != METHOD || meta.protocol_version != ERA || called != name {
         return None;
     }
-    let call = Call::parse(&called, arguments.unwrap_or_default()).ok()?;
+    let call = match arguments {
+        // rmcp takes only an object; serde would read a struct from an array too.
+        Some(arguments) if !arguments.get().starts_with('{') => return None,
+        Some(arguments) => Call::from_arguments(
+            &called,
+            &mut serde_json::Deserializer::from_str(arguments.get()),
+        ),
+        None => Call::from_arguments(&called, serde_json::json!({})),
+    };
     Some(Plain {
         id: message.id,
-        call,
+        call: call.ok()?,
     })
+}
+
+/// The JSON-RPC response to a `tools/call`, shaped as rmcp writes it for this era.
+#[derive(Serialize)]
+struct Answer<'a> {
+    jsonrpc: &'static str,
+    id: &'a RequestId,
+    result: CallResult<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CallResult<'a> {
+    result_type: &'static str,
+    content: [TextBlock<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    structured_content: Option<&'a RawValue>,
+    is_error: bool,
+}
+
+#[derive(Serialize)]
+struct TextBlock<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
+impl<'a> Answer<'a> {
+    fn new(id: &'a RequestId, result: &'a ToolResult) -> Self {
+        let (text, structured_content) = match result {
+            ToolResult::Output(output) => (output.get(), Some(&**output)),
+            ToolResult::Refusal(message) => (message.as_str(), None),
+        };
+        Self {
+            jsonrpc: "2.0",
+            id,
+            result: CallResult {
+                result_type: "complete",
+                content: [TextBlock { kind: "text", text }],
+                is_error: structured_content.is_none(),
+                structured_content,
+            },
+        }
+    }
 }
 
 /// Runs a plain call and answers as rmcp does: 200, the JSON-RPC response as JSON. The
@@ -126,12 +178,7 @@ pub(super) fn read(body: &Bytes, name: &str) -> Option<Plain> {
 pub(super) async fn answer(tools: &LinkerTools, plain: Plain, caller: Caller) -> Response {
     let tool = plain.call.tool();
     let (result, outcome) = tools.run(plain.call, caller).await;
-    let message = JsonRpcResponse {
-        jsonrpc: JsonRpcVersion2_0,
-        id: plain.id,
-        result: ServerResult::CallToolResult(result),
-    };
-    let mut response = match serde_json::to_vec(&message) {
+    let mut response = match serde_json::to_vec(&Answer::new(&plain.id, &result)) {
         Ok(body) => (
             StatusCode::OK,
             [(
@@ -324,6 +371,9 @@ mod tests {
             serde_json::json!({"name": "list_contexts", "arguments": {"x": 1}, "_meta": meta}),
             serde_json::json!({"name": "list_contexts"}),
             serde_json::json!({"name": "list_contexts", "_meta": meta, "task": {}}),
+            // rmcp takes arguments only as an object, where serde would read a struct from
+            // an array as well.
+            serde_json::json!({"name": "list_contexts", "arguments": [], "_meta": meta}),
         ] {
             assert!(
                 read(&body(params.clone()), "list_contexts").is_none(),
