@@ -105,12 +105,16 @@ impl AppState {
         crate::telemetry::metrics::install();
         // One client for every upstream. It follows no redirects: the token endpoint must not
         // (oauth2-rs: SSRF), and neither Asana's API nor the context server needs them.
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("mcp-asana-linker/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(StartupError::HttpClient)?;
+            .user_agent(concat!("mcp-asana-linker/", env!("CARGO_PKG_VERSION")));
+        if !proxy_configured() {
+            // Without a proxy setting every request goes direct anyway; saying so spares each
+            // request reqwest's NO_PROXY check of its host.
+            http = http.no_proxy();
+        }
+        let http = http.build().map_err(StartupError::HttpClient)?;
         let oauth = settings.oauth_app.as_ref().map(|app| {
             AsanaOAuth::new(
                 app,
@@ -452,6 +456,22 @@ async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Whether a proxy may apply to outbound requests: a proxy variable is set, or the platform
+/// has a system proxy configuration that reqwest reads (everywhere but Linux).
+fn proxy_configured() -> bool {
+    !cfg!(target_os = "linux")
+        || [
+            "ALL_PROXY",
+            "all_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+        ]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is

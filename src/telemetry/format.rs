@@ -36,11 +36,11 @@ where
         let request_id = super::request_id::current();
         let mut line = String::with_capacity(256);
         if self.json {
-            let _ = write!(
-                line,
-                "{{\"timestamp\":\"{now}\",\"level\":\"{}\"",
-                meta.level()
-            );
+            line.push_str("{\"timestamp\":\"");
+            now.push_to(&mut line);
+            line.push_str("\",\"level\":\"");
+            line.push_str(meta.level().as_str());
+            line.push('"');
             let mut fields = JsonFields { line: &mut line };
             event.record(&mut fields);
             push_json_field(&mut line, "target", meta.target());
@@ -79,8 +79,9 @@ where
 /// a general date formatter costs more than the rest of the line.
 struct Timestamp(std::time::SystemTime);
 
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// Appends the time to `line` (no formatter: this runs for every log line).
+    fn push_to(&self, line: &mut String) {
         let since = self
             .0
             .duration_since(std::time::UNIX_EPOCH)
@@ -103,7 +104,15 @@ impl fmt::Display for Timestamp {
         put(14, 2, in_day / 60 % 60);
         put(17, 2, in_day % 60);
         put(20, 6, u64::from(since.subsec_micros()));
-        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+        line.push_str(std::str::from_utf8(&text).unwrap_or("0000-00-00T00:00:00.000000Z"));
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::with_capacity(27);
+        self.push_to(&mut text);
+        f.write_str(&text)
     }
 }
 
@@ -133,22 +142,56 @@ fn colour(level: Level) -> &'static str {
 
 /// Appends `,"name":"value"` with `value` escaped for JSON.
 fn push_json_field(line: &mut String, name: &str, value: &str) {
+    push_json_name(line, name);
+    push_json_string(line, value);
+}
+
+/// Appends `,"name":` (field names are identifiers: nothing to escape).
+fn push_json_name(line: &mut String, name: &str) {
     line.push_str(",\"");
     line.push_str(name);
     line.push_str("\":");
-    push_json_string(line, value);
+}
+
+/// Appends `value` in decimal digits, without a formatter.
+fn push_decimal(line: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    line.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
 }
 
 /// Appends `value` as a JSON string.
 fn push_json_string(line: &mut String, value: &str) {
     line.push('"');
+    push_json_escaped(line, value);
+    line.push('"');
+}
+
+/// The bytes a JSON string carries as they are (printable ASCII but `"` and `\`), looked up
+/// rather than compared: every byte of every log line passes this test.
+static PLAIN: [bool; 256] = {
+    let mut plain = [false; 256];
+    let mut b = b' ';
+    while b <= b'~' {
+        plain[b as usize] = b != b'"' && b != b'\\';
+        b += 1;
+    }
+    plain
+};
+
+/// Appends `value` escaped for the inside of a JSON string.
+fn push_json_escaped(line: &mut String, value: &str) {
     // Most values are plain ASCII: copied whole, without a pass per character.
-    if value
-        .bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-    {
+    if value.bytes().all(|b| PLAIN[usize::from(b)]) {
         line.push_str(value);
-        line.push('"');
         return;
     }
     for c in value.chars() {
@@ -164,7 +207,16 @@ fn push_json_string(line: &mut String, value: &str) {
             c => line.push(c),
         }
     }
-    line.push('"');
+}
+
+/// Escapes for JSON whatever is written through it.
+struct JsonEscaped<'a>(&'a mut String);
+
+impl fmt::Write for JsonEscaped<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        push_json_escaped(self.0, text);
+        Ok(())
+    }
 }
 
 struct JsonFields<'a> {
@@ -177,15 +229,24 @@ impl Visit for JsonFields<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        push_json_field(self.line, field.name(), &format!("{value:?}"));
+        push_json_name(self.line, field.name());
+        // Escaped as it is written, without a string of its own (the message is one of these).
+        self.line.push('"');
+        let _ = write!(JsonEscaped(self.line), "{value:?}");
+        self.line.push('"');
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        let _ = write!(self.line, ",\"{}\":{value}", field.name());
+        push_json_name(self.line, field.name());
+        push_decimal(self.line, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        let _ = write!(self.line, ",\"{}\":{value}", field.name());
+        push_json_name(self.line, field.name());
+        if value < 0 {
+            self.line.push('-');
+        }
+        push_decimal(self.line, value.unsigned_abs());
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -237,6 +298,23 @@ mod tests {
                 .to_string(),
             "2000-02-29T00:00:00.000000Z"
         );
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        let mut line = String::new();
+        for value in [0, 7, 10, 1_234_567_890, u64::MAX] {
+            push_decimal(&mut line, value);
+            line.push(' ');
+        }
+        assert_eq!(line, "0 7 10 1234567890 18446744073709551615 ");
+    }
+
+    #[test]
+    fn debug_values_are_escaped_as_they_are_written() {
+        let mut line = String::new();
+        let _ = write!(JsonEscaped(&mut line), "{:?}", "say \"hi\"\n");
+        assert_eq!(line, r#"\"say \\\"hi\\\"\\n\""#);
     }
 
     #[test]

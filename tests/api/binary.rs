@@ -1395,3 +1395,44 @@ async fn connections_and_keys_are_managed_from_the_command_line() {
         .expect("check");
     assert_eq!(owner, None, "the key died with the connection");
 }
+
+#[tokio::test]
+async fn outbound_requests_go_through_the_proxy_the_environment_names() {
+    let proxy = MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/contexts/design_notes"))
+        .and(wiremock::matchers::header("host", "context.invalid"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(json!({"context_text": "# Notes\nvia the proxy"})),
+        )
+        .expect(1)
+        .mount(&proxy)
+        .await;
+    let dir = tempfile::tempdir().expect("dir");
+    // The context server's host does not resolve: only the proxy can reach it.
+    let running = start(
+        dir.path(),
+        &[
+            ("MCP_SERVER_URL", "http://context.invalid"),
+            ("MCP_PROTOCOL", "rest"),
+            ("HTTP_PROXY", &proxy.uri()),
+        ],
+    );
+
+    let preview = reqwest::Client::new()
+        .post(format!("{}/asana/preview", running.address))
+        .json(&json!({"task_gid": "1", "context_name": "design_notes"}))
+        .send()
+        .await
+        .expect("sent");
+
+    assert_eq!(preview.status(), 200);
+    let body: Value = preview.json().await.expect("JSON");
+    assert!(
+        body["parts"][0]["content"]
+            .as_str()
+            .is_some_and(|html| html.contains("via the proxy")),
+        "{body}"
+    );
+}
