@@ -53,10 +53,11 @@ where
             line.push('}');
         } else {
             let level = meta.level();
+            now.push_to(&mut line);
             if writer.has_ansi_escapes() {
-                let _ = write!(line, "{now} {}{level:>5}\x1b[0m ", colour(*level));
+                let _ = write!(line, " {}{level:>5}\x1b[0m ", colour(*level));
             } else {
-                let _ = write!(line, "{now} {level:>5} ");
+                let _ = write!(line, " {level:>5} ");
             }
             let _ = write!(line, "{}:", meta.target());
             let mut fields = TextFields {
@@ -105,14 +106,6 @@ impl Timestamp {
         put(17, 2, in_day % 60);
         put(20, 6, u64::from(since.subsec_micros()));
         line.push_str(std::str::from_utf8(&text).unwrap_or("0000-00-00T00:00:00.000000Z"));
-    }
-}
-
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = String::with_capacity(27);
-        self.push_to(&mut text);
-        f.write_str(&text)
     }
 }
 
@@ -291,11 +284,15 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_in_utc() {
+        let text = |at| {
+            let mut line = String::new();
+            Timestamp(at).push_to(&mut line);
+            line
+        };
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_795_645_997_123_456);
-        assert_eq!(Timestamp(at).to_string(), "2026-11-25T22:33:17.123456Z");
+        assert_eq!(text(at), "2026-11-25T22:33:17.123456Z");
         assert_eq!(
-            Timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400))
-                .to_string(),
+            text(std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400)),
             "2000-02-29T00:00:00.000000Z"
         );
     }
