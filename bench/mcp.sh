@@ -34,24 +34,10 @@ http_once >/dev/null || { echo "bench/mcp.sh: the HTTP attach fails" >&2; tail -
 answer=$(mcp_once) || { echo "bench/mcp.sh: the MCP attach fails" >&2; exit 1; }
 grep -q '"isError":false' <<<"$answer" || { echo "bench/mcp.sh: the MCP attach answered: $answer" >&2; exit 1; }
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
-
 # load NAME PATH SCRIPT: one wrk run; prints a row and appends "NAME rps" to $work/rps.
 load() {
-  local before after out rps n
-  before=$(ticks "$service_pid")
-  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$3" "http://127.0.0.1:$SERVICE_PORT$2")
-  after=$(ticks "$service_pid")
-  if grep -q "Non-2xx" <<<"$out"; then
-    echo "bench/mcp.sh: some calls to $2 failed:" >&2; grep "Non-2xx" <<<"$out" >&2; exit 1
-  fi
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  n=$(awk '/requests in/ {print $1}' <<<"$out")
-  printf "%-6s %10s req/s  p50 %8s  p99 %8s  CPU %6.1f µs/attach\n" "$1" "$rps" \
-    "$(awk '$1 == "50%" {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
-    "$(awk -v a="$before" -v b="$after" -v n="$n" -v hz="$hz" 'BEGIN {print (b - a) / hz * 1e6 / n}')"
-  echo "$1 $rps" >> "$work/rps"
+  measure "$1" "$service_pid" "$SERVICE_PORT" "$2" "$3"
+  row "$1"
 }
 
 echo "== attach over MCP and over HTTP, wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
@@ -66,15 +52,4 @@ done
 echo "tool calls counted: $(curl -fsS -H 'Authorization: Bearer bench-key' "http://127.0.0.1:$SERVICE_PORT/metrics" | awk '/^linker_mcp_tool_calls_total/ {printf "%s ", $0}')"
 echo "peak RSS: $(awk '/VmHWM/ {print $2, $3}' "/proc/$service_pid/status")"
 
-awk '
-  { rps[$1, ++n[$1]] = $2; sum[$1] += $2 }
-  function median(values, count,   i, j, t) {
-    for (i = 2; i <= count; i++)
-      for (j = i; j > 1 && values[j - 1] > values[j]; j--) { t = values[j]; values[j] = values[j - 1]; values[j - 1] = t }
-    return count % 2 ? values[(count + 1) / 2] : (values[count / 2] + values[count / 2 + 1]) / 2
-  }
-  END {
-    for (i = 1; i <= n["mcp"]; i++) ratio[i] = 100 * rps["mcp", i] / rps["http", i]
-    printf "== MCP tools/call / HTTP attach throughput: median of rounds %.1f %% (mean %.1f %%)\n",
-      median(ratio, n["mcp"]), 100 * sum["mcp"] / sum["http"]
-  }' "$work/rps"
+echo "== MCP tools/call / HTTP attach throughput: $(ratio "$work/rps" mcp http)"

@@ -43,15 +43,8 @@ linker service-pg "$PG_PORT" "$BENCH_DATABASE_URL" "$work/tokens-pg.json" &
 pg_pid=$!
 pids+=("$pg_pid")
 
-up() { curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' -H 'Authorization: Bearer bench-key' \
-  -d '{"task_gid":"1234567890","context_name":"design_notes"}' "http://127.0.0.1:$1/asana/attach-context" 2>/dev/null; }
-for port in "$SERVICE_PORT" "$PG_PORT" "$FLOOR_PORT" "$FLOOR_MI_PORT"; do
-  for _ in $(seq 1 100); do up "$port" && break; sleep 0.1; done
-  up "$port" || { echo "bench/run.sh: nothing answers attach on port $port" >&2; tail -5 "$work/service.log" >&2; exit 1; }
-done
+wait_up "$SERVICE_PORT" "$PG_PORT" "$FLOOR_PORT" "$FLOOR_MI_PORT"
 
-# CPU time (user + system) a process has used, in clock ticks.
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # CPU time of the PostgreSQL server: its postmaster and every backend and helper it started.
 pg_ticks() {
   local postmaster total=0 pid
@@ -65,28 +58,16 @@ hz=$(getconf CLK_TCK)
 
 # load NAME PID PORT: one wrk run; prints a row and appends "NAME rps" to $work/rps.
 load() {
-  local before after out rps n pg_before pg_after server=""
-  before=$(ticks "$2")
+  local pg_before pg_after server=""
   pg_before=$(pg_ticks)
-  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/attach.lua \
-    "http://127.0.0.1:$3/asana/attach-context")
-  after=$(ticks "$2")
+  measure "$@"
   pg_after=$(pg_ticks)
-  if grep -q "Non-2xx" <<<"$out"; then
-    echo "bench/run.sh: some attaches to $1 failed:" >&2; grep "Non-2xx" <<<"$out" >&2
-    tail -5 "$work/service.log" >&2; exit 1
-  fi
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  n=$(awk '/requests in/ {print $1}' <<<"$out")
   # The linker on PostgreSQL also makes its server work: that CPU is shown beside its own.
   if [ "$1" = linker-pg ]; then
-    server=$(awk -v a="$pg_before" -v b="$pg_after" -v n="$n" -v hz="$hz" \
+    server=$(awk -v a="$pg_before" -v b="$pg_after" -v n="$requests" -v hz="$hz" \
       'BEGIN {printf "  + PostgreSQL server %.1f µs/attach", (b - a) / hz * 1e6 / n}')
   fi
-  printf "%-16s %10s req/s  p50 %8s  p99 %8s  CPU %6.1f µs/attach%s\n" "$1" "$rps" \
-    "$(awk '$1 == "50%" {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
-    "$(awk -v a="$before" -v b="$after" -v n="$n" -v hz="$hz" 'BEGIN {print (b - a) / hz * 1e6 / n}')" "$server"
-  echo "$1 $rps" >> "$work/rps"
+  row "$1" "$server"
 }
 
 echo "== attach, wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
@@ -114,22 +95,5 @@ wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s bench/story.lua \
 
 # Each round compares services measured back to back, so the median of the per-round ratios
 # is the figure least moved by a noisy neighbour; the mean over rounds is printed beside it.
-awk '
-  { rps[$1, ++n[$1]] = $2; sum[$1] += $2 }
-  function median(values, count,   i, j, t) {
-    for (i = 2; i <= count; i++)
-      for (j = i; j > 1 && values[j - 1] > values[j]; j--) { t = values[j]; values[j] = values[j - 1]; values[j - 1] = t }
-    return count % 2 ? values[(count + 1) / 2] : (values[count / 2] + values[count / 2 + 1]) / 2
-  }
-  END {
-    for (i = 1; i <= n["linker"]; i++) {
-      floor[i] = 100 * rps["linker", i] / rps["floor", i]
-      mimalloc[i] = 100 * rps["linker", i] / rps["floor-mimalloc", i]
-      pg[i] = 100 * rps["linker-pg", i] / rps["linker", i]
-    }
-    printf "== linker/floor throughput: median of rounds %.1f %% (mean %.1f %%); on mimalloc: median %.1f %% (mean %.1f %%)\n",
-      median(floor, n["linker"]), 100 * sum["linker"] / sum["floor"],
-      median(mimalloc, n["linker"]), 100 * sum["linker"] / sum["floor-mimalloc"]
-    printf "== linker on PostgreSQL / linker on SQLite: median of rounds %.1f %% (mean %.1f %%)\n",
-      median(pg, n["linker"]), 100 * sum["linker-pg"] / sum["linker"]
-  }' "$work/rps"
+echo "== linker/floor throughput: $(ratio "$work/rps" linker floor); on mimalloc: $(ratio "$work/rps" linker floor-mimalloc)"
+echo "== linker on PostgreSQL / linker on SQLite: $(ratio "$work/rps" linker-pg linker)"

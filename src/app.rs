@@ -23,6 +23,7 @@ use crate::http::error::ApiError;
 use crate::http::openapi::ApiDoc;
 use crate::http::routes;
 use crate::idempotency::Idempotency;
+use crate::render::RenderCache;
 use crate::service::attach::{Attacher, CommentSettings};
 use crate::service::keys::PersonalKeys;
 use crate::service::readiness::Readiness;
@@ -202,6 +203,7 @@ impl AppState {
                     max_chars: settings.asana_comment_max_chars,
                     max_parts: settings.max_comment_parts,
                 },
+                rendered: RenderCache::default(),
                 missing: settings.missing_oauth.clone(),
                 hooks: Arc::clone(&hooks),
                 store: store.clone(),

@@ -1,12 +1,15 @@
 //! Contexts as Asana comments: Markdown rendered to Asana's `html_text`, plain text, or one
 //! code block; a header line; long contexts split at block boundaries into numbered parts.
 
+mod cache;
 mod markdown;
 mod split;
 
 use serde::{Deserialize, Serialize};
 
 use crate::asana::Marker;
+
+pub use cache::RenderCache;
 
 /// How the context's text is turned into a comment.
 #[derive(rmcp::schemars::JsonSchema)]
@@ -105,7 +108,13 @@ const FOOTER: &str = "Posted by mcp-asana-linker";
 
 /// Renders `text` in `format` into the comments to post, in order.
 pub fn render(text: &str, format: Format, layout: &Layout) -> Result<Vec<CommentBody>, TooLarge> {
-    // The widest header and marker are those of the last of the most parts allowed.
+    let parts = split_parts(text, format, room(format, layout));
+    assemble(&parts, format, layout)
+}
+
+/// How many characters of the context's own text fit in one part: the limit less what the
+/// header, footer and marker add (the widest of them, for the last of the most parts allowed).
+fn room(format: Format, layout: &Layout) -> usize {
     let numbering = |parts: usize| {
         if parts > 1 {
             " (/)".len() + 2 * crate::util::decimal_digits(parts)
@@ -118,15 +127,12 @@ pub fn render(text: &str, format: Format, layout: &Layout) -> Result<Vec<Comment
         .marker
         .as_ref()
         .map_or(0, |m| m.width(layout.max_parts));
-    let html = !matches!(format, Format::Plain);
-    let mut parts = if html {
-        let blocks = match format {
-            Format::Code => vec![code_block(text)],
-            _ => markdown::blocks(text),
-        };
-        let overhead = "<body></body>".len()
+    let overhead = if is_html(format) {
+        "<body></body>".len()
             + layout.header.as_ref().map_or(0, |h| {
-                escape(h).chars().count() + widest_numbering + "<strong></strong>\n\n".len()
+                h.chars().map(split::escaped_len).sum::<usize>()
+                    + widest_numbering
+                    + "<strong></strong>\n\n".len()
             })
             + if layout.footer {
                 FOOTER.len() + "\n\n<em></em>".len()
@@ -134,24 +140,47 @@ pub fn render(text: &str, format: Format, layout: &Layout) -> Result<Vec<Comment
                 0
             }
             + widest_marker
-            + "\n\n<em></em>".len();
-        let room = layout.max_chars.saturating_sub(overhead).max(1);
-        split::html_parts(blocks, room)
+            + "\n\n<em></em>".len()
     } else {
-        let overhead = layout
+        layout
             .header
             .as_ref()
             .map_or(0, |h| h.chars().count() + widest_numbering + 2)
             + if layout.footer { FOOTER.len() + 2 } else { 0 }
             + widest_marker
-            + 2;
-        let room = layout.max_chars.saturating_sub(overhead).max(1);
-        split::text_parts(&xml_safe(text), room)
+            + 2
+    };
+    layout.max_chars.saturating_sub(overhead).max(1)
+}
+
+/// Everything but plain text is sent as `html_text`.
+fn is_html(format: Format) -> bool {
+    !matches!(format, Format::Plain)
+}
+
+/// The context's text rendered and cut into parts of at most `room` characters: the costly
+/// step, which [`RenderCache`] keeps.
+fn split_parts(text: &str, format: Format, room: usize) -> Vec<String> {
+    let mut parts = match format {
+        Format::Plain => split::text_parts(&xml_safe(text), room),
+        Format::Code => split::html_parts(vec![code_block(text)], room),
+        Format::Markdown => split::html_parts(markdown::blocks(text), room),
     };
     if parts.is_empty() {
         // An empty context still makes one comment (its header says what it was).
         parts.push(String::new());
     }
+    parts
+}
+
+/// The comments: each part between the header (numbered when there are several) and the
+/// footer and marker lines.
+fn assemble(
+    parts: &[String],
+    format: Format,
+    layout: &Layout,
+) -> Result<Vec<CommentBody>, TooLarge> {
+    let html = is_html(format);
     if parts.len() > layout.max_parts {
         return Err(TooLarge {
             parts: parts.len(),
@@ -161,7 +190,7 @@ pub fn render(text: &str, format: Format, layout: &Layout) -> Result<Vec<Comment
     }
     let count = parts.len();
     Ok(parts
-        .into_iter()
+        .iter()
         .enumerate()
         .map(|(i, part)| {
             let mut body = String::with_capacity(
@@ -186,7 +215,7 @@ pub fn render(text: &str, format: Format, layout: &Layout) -> Result<Vec<Comment
                 }
                 body.push_str("\n\n");
             }
-            body.push_str(&part);
+            body.push_str(part);
             if i + 1 == count && layout.footer {
                 body.push_str("\n\n");
                 body.push_str(open);

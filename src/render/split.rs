@@ -57,12 +57,13 @@ pub fn text_parts(text: &str, room: usize) -> Vec<String> {
     chunks(text, room, |_| 1)
 }
 
-fn escaped_len(c: char) -> usize {
+/// The characters `c` takes once escaped (none if XML cannot carry it).
+pub(super) fn escaped_len(c: char) -> usize {
     match c {
         '&' => 5,
         '<' | '>' => 4,
         '"' => 6,
-        c => super::xml_safe(c.encode_utf8(&mut [0; 4])).chars().count(),
+        c => usize::from(super::is_xml_char(c)),
     }
 }
 

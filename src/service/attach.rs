@@ -14,7 +14,7 @@ use crate::asana::{
 };
 use crate::context::{Context, ContextError, ContextSource, SourceRef};
 use crate::domain::{AttachRequest, Target};
-use crate::render::{self, CommentBody, Format, Layout, TooLarge, xml_safe};
+use crate::render::{CommentBody, Format, Layout, RenderCache, TooLarge, xml_safe};
 use crate::service::posted::PostedLog;
 use crate::store::{PostedStory, Store};
 use crate::util::retry::RetryPolicy;
@@ -167,6 +167,8 @@ pub struct Attacher {
     pub retry: RetryPolicy,
     /// How comments are laid out.
     pub comments: CommentSettings,
+    /// The last few contexts rendered, reused when the same text is attached again.
+    pub rendered: RenderCache,
     /// Settings missing for attaching, beside the context server (the OAuth ones).
     pub missing: Vec<&'static str>,
     /// Registered webhooks: while any exists, posted story gids are remembered.
@@ -378,7 +380,10 @@ impl Attacher {
             footer: request.footer,
             marker: Some(marker),
         };
-        Ok((format, render::render(&context.text, format, &layout)?))
+        Ok((
+            format,
+            self.rendered.render(&context.text, format, &layout)?,
+        ))
     }
 
     /// Runs an Asana call; if Asana refuses the token, refreshes once and runs it once more.

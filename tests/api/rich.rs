@@ -69,6 +69,36 @@ async fn a_pinned_comment_carries_is_pinned() {
     assert_eq!(response.status(), 201);
 }
 
+#[tokio::test]
+async fn a_context_attached_again_is_posted_as_it_is_now_with_its_own_marker() {
+    let app = rich_app(&[]).await;
+    let header = "<strong>Context design_notes (REST context)</strong>";
+    let mut posted = Vec::new();
+    for version in ["First", "First", "Second"] {
+        app.context.reset().await;
+        app.mount_context("design_notes", &format!("# {version} version"))
+            .await;
+        app.asana.reset().await;
+        app.expect_story("1", 1).await;
+
+        let response = app.post_attach(&attach_body(json!({}))).await;
+
+        assert_eq!(response.status(), 201);
+        let post = &app.asana.received_requests().await.expect("recorded")[0];
+        let body: Value = serde_json::from_slice(&post.body).expect("JSON body");
+        let html = body["data"]["html_text"]
+            .as_str()
+            .expect("html_text")
+            .to_owned();
+        assert_eq!(
+            without_marker(&html),
+            format!("<body>{header}\n\n<strong>{version} version</strong></body>")
+        );
+        posted.push(html);
+    }
+    assert_ne!(posted[0], posted[1], "each attach ends with its own marker");
+}
+
 /// Creates stories s1, s2, … in the order the posts arrive.
 struct Numbered(Arc<AtomicUsize>);
 
