@@ -12,8 +12,8 @@ use super::{Engine, Store, StoreError};
 /// names for each lookup, so binding grew with the square of the values.
 const ROWS_PER_STATEMENT: usize = 16;
 
-/// One comment the linker posted (serialized as a row of the batch PostgreSQL unpacks).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One comment the linker posted.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostedStory {
     /// The connection (Asana user gid) it was posted as.
     pub connection: String,
@@ -36,31 +36,38 @@ impl Store {
             return Ok(());
         }
         match self.url.engine() {
-            Engine::Postgres => self.record_posted_as_json(stories).await,
+            Engine::Postgres => self.record_posted_as_arrays(stories).await,
             Engine::Sqlite => self.record_posted_bound(stories).await,
         }
     }
 
-    /// PostgreSQL: the batch as one JSON parameter unpacked by one statement, since a commit
-    /// and a round trip per group of rows cost its server more than the rows themselves.
-    async fn record_posted_as_json(&self, stories: &[PostedStory]) -> Result<(), StoreError> {
+    /// PostgreSQL: the batch as one array parameter per column, unnested by one statement,
+    /// since a commit and a round trip per group of rows cost its server more than the rows
+    /// themselves (and arrays cost it less to unpack than the same rows as JSON).
+    async fn record_posted_as_arrays(&self, stories: &[PostedStory]) -> Result<(), StoreError> {
+        let column = |field: fn(&PostedStory) -> &str| text_array(stories.iter().map(field));
+        let posted_at: Vec<String> = stories.iter().map(|s| s.posted_at.to_string()).collect();
         sqlx::query(
             "INSERT INTO posted_stories (story_gid, connection, task_gid, context_name, \
              marker, posted_at) \
-             SELECT story_gid, connection, task_gid, context_name, marker, posted_at \
-             FROM json_to_recordset($1::json) AS batch(story_gid TEXT, connection TEXT, \
-             task_gid TEXT, context_name TEXT, marker TEXT, posted_at BIGINT) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::bigint[]) \
              ON CONFLICT (story_gid) DO NOTHING",
         )
-        .bind(serde_json::to_string(stories)?)
+        .bind(column(|story| &story.story_gid))
+        .bind(column(|story| &story.connection))
+        .bind(column(|story| &story.task_gid))
+        .bind(column(|story| &story.context_name))
+        .bind(column(|story| &story.marker))
+        .bind(format!("{{{}}}", posted_at.join(",")))
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// SQLite: a statement of bound values per [`ROWS_PER_STATEMENT`] stories, since it
-    /// unpacks JSON more slowly than it binds, and a statement per row would be a round trip
-    /// each (to its worker thread).
+    /// SQLite: a statement of bound values per [`ROWS_PER_STATEMENT`] stories, since it has
+    /// no arrays and unpacks JSON more slowly than it binds, and a statement per row would be
+    /// a round trip each (to its worker thread).
     async fn record_posted_bound(&self, stories: &[PostedStory]) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
         for group in stories.chunks(ROWS_PER_STATEMENT) {
@@ -118,5 +125,39 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+/// A PostgreSQL array literal of `items`, every element quoted (so `NULL`, commas and braces
+/// stay text) with `"` and `\` escaped; bound as a parameter, never written into SQL.
+fn text_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let mut array = String::from("{");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            array.push(',');
+        }
+        array.push('"');
+        for c in item.chars() {
+            if c == '"' || c == '\\' {
+                array.push('\\');
+            }
+            array.push(c);
+        }
+        array.push('"');
+    }
+    array.push('}');
+    array
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_array;
+
+    #[test]
+    fn array_elements_are_quoted_and_escaped() {
+        assert_eq!(
+            text_array(["1", "NULL", "a,b {c}", "q\"uote\\", ""].into_iter()),
+            r#"{"1","NULL","a,b {c}","q\"uote\\",""}"#
+        );
     }
 }

@@ -434,7 +434,7 @@ async fn posted_stories_are_recorded_once_and_read_newest_first() {
         );
         // A big batch, with a text that needs escaping, goes in whole.
         let mut many: Vec<PostedStory> = (100..1100).map(|i| story(&i.to_string(), i)).collect();
-        many[0].context_name = "quote \" and \\ and ünïcode".to_owned();
+        many[0].context_name = "quote \" and \\ and ünïcode, {NULL}".to_owned();
         store.record_posted(&many).await.expect("record many");
         let latest = store.latest_posted("default", 2000).await.expect("read");
         assert_eq!(latest.len(), 1003, "{engine}");

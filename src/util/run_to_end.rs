@@ -6,12 +6,21 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// Runs `F` to its end, in the caller's task while polled, on its own task once dropped.
-pub struct RunToEnd<F: Future<Output = ()> + Send + 'static> {
+/// Runs `F` to its end, in the caller's task while polled (its output goes to the caller),
+/// on its own task once dropped (its output is then dropped too).
+pub struct RunToEnd<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     future: Option<Pin<Box<F>>>,
 }
 
-impl<F: Future<Output = ()> + Send + 'static> RunToEnd<F> {
+impl<F> RunToEnd<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     /// Wraps `future`.
     pub fn new(future: F) -> Self {
         Self {
@@ -20,12 +29,17 @@ impl<F: Future<Output = ()> + Send + 'static> RunToEnd<F> {
     }
 }
 
-impl<F: Future<Output = ()> + Send + 'static> Future for RunToEnd<F> {
-    type Output = ();
+impl<F> Future for RunToEnd<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    /// Polled again after its end, it never ends again (as a fused future would not).
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let Some(future) = self.future.as_mut() else {
-            return Poll::Ready(());
+            return Poll::Pending;
         };
         let done = future.as_mut().poll(cx);
         if done.is_ready() {
@@ -35,7 +49,11 @@ impl<F: Future<Output = ()> + Send + 'static> Future for RunToEnd<F> {
     }
 }
 
-impl<F: Future<Output = ()> + Send + 'static> Drop for RunToEnd<F> {
+impl<F> Drop for RunToEnd<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     fn drop(&mut self) {
         if let Some(future) = self.future.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
@@ -52,6 +70,16 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_future_awaited_to_its_end_hands_its_output_to_the_caller() {
+        let work = RunToEnd::new(async {
+            tokio::task::yield_now().await;
+            "posted"
+        });
+
+        assert_eq!(work.await, "posted");
+    }
 
     #[tokio::test]
     async fn a_future_dropped_midway_still_runs_to_its_end() {

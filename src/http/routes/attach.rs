@@ -81,18 +81,13 @@ pub async fn attach_for(
     // Once it writes to Asana, the attach must run to its end and record its outcome, whether
     // or not the client is still there to read it: dropped (hang-up, deadline), it carries on
     // on a task of its own.
-    let (answer, answered) = tokio::sync::oneshot::channel();
     let id = request_id::current().unwrap_or_default();
-    let attach = RunToEnd::new(request_id::scope(id, async move {
-        let _ = answer.send(run_keyed(state, acting, request, key).await);
-    }));
-    let answered = async {
-        attach.await;
-        answered.await
-    };
-    match tokio::time::timeout(deadline, answered).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(_)) => Err(ApiError::Internal("the attach ended without an answer".to_owned())),
+    let attach = RunToEnd::new(request_id::scope(
+        id,
+        run_keyed(state, acting, request, key),
+    ));
+    match tokio::time::timeout(deadline, attach).await {
+        Ok(answer) => answer,
         Err(_) => Err(ApiError::OutcomeUnknown(
             "the attach is still running after REQUEST_DEADLINE_SECS and may still post; retry with the same Idempotency-Key to get its outcome without posting twice".to_owned(),
         )),
