@@ -64,6 +64,8 @@ for round in $(seq 1 "$ROUNDS"); do
     row "${service%% *}"
   done
 done
+hwm() { awk '/VmHWM/ {print $2, $3}' "/proc/$1/status"; }
+echo "peak RSS: linker $(hwm "$service_pid"), baseline $(hwm "$baseline_pid"), floor $(hwm "$floor_pid")"
 echo "== linker/floor throughput: $(ratio "$work/rps" linker floor)"
 echo "== baseline/floor throughput: $(ratio "$work/rps" baseline floor)"
 echo "== linker/baseline throughput: $(ratio "$work/rps" linker baseline)"

@@ -85,8 +85,11 @@ async fn write(store: &Store, batch: &mut Vec<PostedStory>) {
     if batch.is_empty() {
         return;
     }
-    if let Err(error) = store.record_posted(batch).await {
-        tracing::warn!(stories = batch.len(), error = %crate::util::cause_chain(&error), "cannot record posted stories");
+    let stories = batch.len();
+    // Handed over whole (the texts are moved into the statements); the next batch gets a
+    // buffer of the same size.
+    let next = Vec::with_capacity(batch.capacity());
+    if let Err(error) = store.record_posted(std::mem::replace(batch, next)).await {
+        tracing::warn!(stories, error = %crate::util::cause_chain(&error), "cannot record posted stories");
     }
-    batch.clear();
 }

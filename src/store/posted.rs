@@ -31,12 +31,12 @@ pub struct PostedStory {
 
 impl Store {
     /// Records `stories` in one transaction (a story recorded before is left as it is).
-    pub async fn record_posted(&self, stories: &[PostedStory]) -> Result<(), StoreError> {
+    pub async fn record_posted(&self, stories: Vec<PostedStory>) -> Result<(), StoreError> {
         if stories.is_empty() {
             return Ok(());
         }
         match self.url.engine() {
-            Engine::Postgres => self.record_posted_as_arrays(stories).await,
+            Engine::Postgres => self.record_posted_as_arrays(&stories).await,
             Engine::Sqlite => self.record_posted_bound(stories).await,
         }
     }
@@ -65,12 +65,15 @@ impl Store {
         Ok(())
     }
 
-    /// SQLite: a statement of bound values per [`ROWS_PER_STATEMENT`] stories, since it has
-    /// no arrays and unpacks JSON more slowly than it binds, and a statement per row would be
-    /// a round trip each (to its worker thread).
-    async fn record_posted_bound(&self, stories: &[PostedStory]) -> Result<(), StoreError> {
+    /// SQLite: a statement of bound values per [`ROWS_PER_STATEMENT`] stories, since it has no
+    /// arrays and unpacks JSON more slowly than it binds, and a statement per row would be a
+    /// round trip each (to its worker thread). The texts are moved into the statement, not
+    /// copied (the driver still copies each once on its way to SQLite).
+    async fn record_posted_bound(&self, stories: Vec<PostedStory>) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
-        for group in stories.chunks(ROWS_PER_STATEMENT) {
+        let mut stories = stories.into_iter().peekable();
+        while stories.peek().is_some() {
+            let group: Vec<PostedStory> = stories.by_ref().take(ROWS_PER_STATEMENT).collect();
             let mut sql = String::from(
                 "INSERT INTO posted_stories (story_gid, connection, task_gid, context_name, \
                  marker, posted_at) VALUES ",
@@ -86,11 +89,11 @@ impl Store {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for story in group {
                 query = query
-                    .bind(story.story_gid.as_str())
-                    .bind(story.connection.as_str())
-                    .bind(story.task_gid.as_str())
-                    .bind(story.context_name.as_str())
-                    .bind(story.marker.as_str())
+                    .bind(story.story_gid)
+                    .bind(story.connection)
+                    .bind(story.task_gid)
+                    .bind(story.context_name)
+                    .bind(story.marker)
                     .bind(story.posted_at);
             }
             query.execute(&mut *transaction).await?;

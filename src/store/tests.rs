@@ -418,11 +418,11 @@ async fn posted_stories_are_recorded_once_and_read_newest_first() {
             posted_at: at,
         };
         store
-            .record_posted(&[story("1", 10), story("2", 20)])
+            .record_posted(vec![story("1", 10), story("2", 20)])
             .await
             .expect("record");
         store
-            .record_posted(&[story("2", 99), story("3", 30)])
+            .record_posted(vec![story("2", 99), story("3", 30)])
             .await
             .expect("record again");
 
@@ -435,7 +435,10 @@ async fn posted_stories_are_recorded_once_and_read_newest_first() {
         // A big batch, with a text that needs escaping, goes in whole.
         let mut many: Vec<PostedStory> = (100..1100).map(|i| story(&i.to_string(), i)).collect();
         many[0].context_name = "quote \" and \\ and ünïcode, {NULL}".to_owned();
-        store.record_posted(&many).await.expect("record many");
+        store
+            .record_posted(many.clone())
+            .await
+            .expect("record many");
         let latest = store.latest_posted("default", 2000).await.expect("read");
         assert_eq!(latest.len(), 1003, "{engine}");
         assert_eq!(latest.last(), Some(&story("1", 10)));
