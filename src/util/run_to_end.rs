@@ -36,7 +36,7 @@ where
 {
     type Output = F::Output;
 
-    /// Polled again after its end, it never ends again (as a fused future would not).
+    /// Polled again after its end, it stays pending: its output was handed over once.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let Some(future) = self.future.as_mut() else {
             return Poll::Pending;
