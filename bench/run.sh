@@ -70,6 +70,11 @@ load() {
   row "$1" "$server"
 }
 
+# The release build lays out these functions side by side (build.rs); a list older than the
+# code names functions the binary no longer has, and then it is time to re-run
+# bench/hot-functions.sh.
+echo "== hot functions (bench/hot-functions.txt) the binary has: $(nm --defined-only target/release/mcp-asana-linker \
+  | awk 'NR == FNR {listed[$1]; next} $3 in listed && !seen[$3]++ {n++} END {print n + 0}' bench/hot-functions.txt -) of $(wc -l < bench/hot-functions.txt)"
 echo "== attach, wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 services=("linker $service_pid $SERVICE_PORT" "linker-pg $pg_pid $PG_PORT" \
   "floor $floor_pid $FLOOR_PORT" "floor-mimalloc $floor_mi_pid $FLOOR_MI_PORT")

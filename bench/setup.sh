@@ -3,8 +3,10 @@
 # so runs measure the attach path, not refreshes, and starts the fake upstream on $FAKE_PORT.
 
 echo "building (release)…"
-cargo build --release --quiet --bin mcp-asana-linker --example fake_upstream \
-  --example floor_service --example floor_service_mimalloc
+# The linker on its own, as `cargo run --release` and the Dockerfile build it: built with the
+# examples, its dependencies would take the features the dev-dependencies ask for.
+cargo build --release --quiet --bin mcp-asana-linker
+cargo build --release --quiet --example fake_upstream --example floor_service --example floor_service_mimalloc
 
 work=$(mktemp -d)
 pids=()

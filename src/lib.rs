@@ -1,6 +1,7 @@
 //! mcp-asana-linker: posts named contexts from an MCP server into Asana tasks, and owns the
 //! Asana side (OAuth consent, token storage and refresh).
 
+pub mod allocator;
 pub mod app;
 pub mod asana;
 pub mod cli;

@@ -8,7 +8,7 @@ use mcp_asana_linker::cli::{self, Cli, Command};
 use mcp_asana_linker::{Settings, telemetry};
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: mcp_asana_linker::allocator::Allocator = mcp_asana_linker::allocator::Allocator;
 
 #[tokio::main]
 async fn main() -> ExitCode {
