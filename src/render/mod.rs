@@ -130,9 +130,7 @@ fn room(format: Format, layout: &Layout) -> usize {
     let overhead = if is_html(format) {
         "<body></body>".len()
             + layout.header.as_ref().map_or(0, |h| {
-                h.chars().map(split::escaped_len).sum::<usize>()
-                    + widest_numbering
-                    + "<strong></strong>\n\n".len()
+                escaped_len(h) + widest_numbering + "<strong></strong>\n\n".len()
             })
             + if layout.footer {
                 FOOTER.len() + "\n\n<em></em>".len()
@@ -287,6 +285,18 @@ pub fn push_escaped(out: &mut String, text: &str) {
             c => out.push(c),
         }
     }
+}
+
+/// The characters `text` takes once escaped by [`push_escaped`]; with the same shortcut for
+/// text that needs no escaping (a header, as a rule), which is counted per byte.
+fn escaped_len(text: &str) -> usize {
+    if text
+        .bytes()
+        .all(|b| is_safe_ascii(b) && !matches!(b, b'&' | b'<' | b'>' | b'"'))
+    {
+        return text.len();
+    }
+    text.chars().map(split::escaped_len).sum()
 }
 
 /// Printable ASCII, tab or newline: characters XML carries as they are.

@@ -205,6 +205,20 @@ fn text_content_decodes_what_escape_encodes() {
     );
 }
 
+#[test]
+fn the_escaped_length_of_a_text_is_the_length_escape_gives_it() {
+    for text in [
+        "Context design_notes (REST context server)",
+        "a < b && \"c\" > d",
+        "ünïcode, tab\t, nul \u{0} and bell \u{7}",
+        "",
+    ] {
+        let mut escaped = String::new();
+        push_escaped(&mut escaped, text);
+        assert_eq!(escaped_len(text), escaped.chars().count(), "{text:?}");
+    }
+}
+
 fn markdownish() -> impl Strategy<Value = String> {
     let pieces = prop_oneof![
         Just("# ".to_owned()),

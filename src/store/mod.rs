@@ -134,6 +134,10 @@ impl Store {
             .max_connections(if sqlite { 3 } else { 8 })
             .idle_timeout(Duration::from_secs(60))
             .acquire_timeout(Duration::from_secs(10))
+            // An SQLite connection is an open file, which cannot go stale while it waits in
+            // the pool: testing it on every acquire would only wake its worker thread once
+            // more per query. A PostgreSQL one can (a restarted server), so it is tested.
+            .test_before_acquire(!sqlite)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if sqlite {

@@ -5,12 +5,37 @@ use sqlx::Row;
 
 use super::{Engine, Store, StoreError};
 
-/// Rows per INSERT statement. Each statement is a round trip to SQLite's worker thread, and
-/// each size of statement is prepared once and kept by every connection: 16 rows keep those
-/// few and small (64 measured no cheaper per row). The placeholders are anonymous (`?`): for
-/// numbered ones (`$1`) sqlx looks up every value's name, and SQLite scans the statement's
-/// names for each lookup, so binding grew with the square of the values.
-const ROWS_PER_STATEMENT: usize = 16;
+/// Rows an INSERT statement holds, smallest first. A batch goes in as one statement of the
+/// smallest size that holds it, its spare rows bound to NULL and left out by the statement, so
+/// that a batch is one round trip to SQLite's worker thread (under load, the wake-ups of that
+/// thread cost more than the rows) and only these few statements are ever prepared, once per
+/// connection. Bigger batches go in as several, in one transaction. The placeholders are
+/// anonymous (`?`): for numbered ones (`$1`) sqlx looks up every value's name, and SQLite
+/// scans the statement's names for each lookup, so binding grew with the square of the values.
+const STATEMENT_ROWS: [usize; 5] = [1, 4, 16, 64, 256];
+
+/// Columns per row.
+const COLUMNS: usize = 6;
+
+/// The INSERT statement for each of [`STATEMENT_ROWS`].
+fn insert_statement(size: usize) -> &'static str {
+    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let statements = STATEMENTS.get_or_init(|| {
+        STATEMENT_ROWS
+            .iter()
+            .map(|&rows| {
+                let values = vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ");
+                // A row of NULLs is padding: story_gid is never NULL in a real one.
+                format!(
+                    "INSERT INTO posted_stories (story_gid, connection, task_gid, context_name, \
+                     marker, posted_at) SELECT * FROM (VALUES {values}) \
+                     WHERE column1 IS NOT NULL ON CONFLICT (story_gid) DO NOTHING"
+                )
+            })
+            .collect()
+    });
+    &statements[size]
+}
 
 /// One comment the linker posted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,38 +90,21 @@ impl Store {
         Ok(())
     }
 
-    /// SQLite: a statement of bound values per [`ROWS_PER_STATEMENT`] stories, since it has no
-    /// arrays and unpacks JSON more slowly than it binds, and a statement per row would be a
-    /// round trip each (to its worker thread). The texts are moved into the statement, not
-    /// copied (the driver still copies each once on its way to SQLite).
+    /// SQLite: one statement of bound values per [`STATEMENT_ROWS`]`.last()` stories, since it
+    /// has no arrays and unpacks JSON more slowly than it binds; a transaction only when there
+    /// is more than one. The texts are moved into the statement, not copied (the driver still
+    /// copies each once on its way to SQLite).
     async fn record_posted_bound(&self, stories: Vec<PostedStory>) -> Result<(), StoreError> {
+        let most = STATEMENT_ROWS[STATEMENT_ROWS.len() - 1];
+        if stories.len() <= most {
+            insert_bound(stories).execute(&self.pool).await?;
+            return Ok(());
+        }
         let mut transaction = self.pool.begin().await?;
         let mut stories = stories.into_iter().peekable();
         while stories.peek().is_some() {
-            let group: Vec<PostedStory> = stories.by_ref().take(ROWS_PER_STATEMENT).collect();
-            let mut sql = String::from(
-                "INSERT INTO posted_stories (story_gid, connection, task_gid, context_name, \
-                 marker, posted_at) VALUES ",
-            );
-            for i in 0..group.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str("(?, ?, ?, ?, ?, ?)");
-            }
-            sql.push_str(" ON CONFLICT (story_gid) DO NOTHING");
-            // Only placeholders are written into the text; every value is bound, in order.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for story in group {
-                query = query
-                    .bind(story.story_gid)
-                    .bind(story.connection)
-                    .bind(story.task_gid)
-                    .bind(story.context_name)
-                    .bind(story.marker)
-                    .bind(story.posted_at);
-            }
-            query.execute(&mut *transaction).await?;
+            let group: Vec<PostedStory> = stories.by_ref().take(most).collect();
+            insert_bound(group).execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
         Ok(())
@@ -129,6 +137,32 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The INSERT of `group` (at most [`STATEMENT_ROWS`]`.last()` stories) with every value bound
+/// in order, and NULLs in the rows it does not fill.
+fn insert_bound(
+    group: Vec<PostedStory>,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    let size = STATEMENT_ROWS
+        .iter()
+        .position(|&rows| rows >= group.len())
+        .unwrap_or(STATEMENT_ROWS.len() - 1);
+    let spare = STATEMENT_ROWS[size].saturating_sub(group.len());
+    let mut query = sqlx::query(insert_statement(size));
+    for story in group {
+        query = query
+            .bind(story.story_gid)
+            .bind(story.connection)
+            .bind(story.task_gid)
+            .bind(story.context_name)
+            .bind(story.marker)
+            .bind(story.posted_at);
+    }
+    for _ in 0..spare * COLUMNS {
+        query = query.bind(None::<String>);
+    }
+    query
 }
 
 /// A PostgreSQL array literal of `items`, every element quoted (so `NULL`, commas and braces

@@ -432,6 +432,28 @@ async fn posted_stories_are_recorded_once_and_read_newest_first() {
             [story("3", 30), story("2", 20), story("1", 10)],
             "{engine}"
         );
+        // Batches of every statement size, full and part-filled: each story goes in once, and
+        // nothing else does.
+        let mut next = 5000;
+        for size in [1, 3, 4, 17, 64, 255, 256] {
+            let batch = (next..next + size)
+                .map(|i| story(&i.to_string(), i))
+                .collect();
+            next += size;
+            store.record_posted(batch).await.expect("record a batch");
+        }
+        let rows = |report: super::Report| {
+            report
+                .rows
+                .into_iter()
+                .find(|(table, _)| *table == "posted_stories")
+                .map(|(_, n)| n)
+        };
+        assert_eq!(
+            rows(store.report().await.expect("report")),
+            Some(603),
+            "{engine}"
+        );
         // A big batch, with a text that needs escaping, goes in whole.
         let mut many: Vec<PostedStory> = (100..1100).map(|i| story(&i.to_string(), i)).collect();
         many[0].context_name = "quote \" and \\ and ünïcode, {NULL}".to_owned();
@@ -440,7 +462,7 @@ async fn posted_stories_are_recorded_once_and_read_newest_first() {
             .await
             .expect("record many");
         let latest = store.latest_posted("default", 2000).await.expect("read");
-        assert_eq!(latest.len(), 1003, "{engine}");
+        assert_eq!(latest.len(), 1603, "{engine}");
         assert_eq!(latest.last(), Some(&story("1", 10)));
         assert_eq!(latest[latest.len() - 4], many[0], "{engine}");
         assert!(
