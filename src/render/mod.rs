@@ -269,10 +269,7 @@ pub fn push_xml_safe(out: &mut String, text: &str) {
 
 /// Appends [`escape`]`(text)` to `out`.
 pub fn push_escaped(out: &mut String, text: &str) {
-    if text
-        .bytes()
-        .all(|b| is_safe_ascii(b) && !matches!(b, b'&' | b'<' | b'>' | b'"'))
-    {
+    if needs_no_escaping(text) {
         out.push_str(text);
         return;
     }
@@ -290,13 +287,17 @@ pub fn push_escaped(out: &mut String, text: &str) {
 /// The characters `text` takes once escaped by [`push_escaped`]; with the same shortcut for
 /// text that needs no escaping (a header, as a rule), which is counted per byte.
 fn escaped_len(text: &str) -> usize {
-    if text
-        .bytes()
-        .all(|b| is_safe_ascii(b) && !matches!(b, b'&' | b'<' | b'>' | b'"'))
-    {
+    if needs_no_escaping(text) {
         return text.len();
     }
     text.chars().map(split::escaped_len).sum()
+}
+
+/// Whether `text` is escaped as it is: printable ASCII (or tab, newline) with no markup
+/// character.
+fn needs_no_escaping(text: &str) -> bool {
+    text.bytes()
+        .all(|b| is_safe_ascii(b) && !matches!(b, b'&' | b'<' | b'>' | b'"'))
 }
 
 /// Printable ASCII, tab or newline: characters XML carries as they are.
