@@ -114,6 +114,10 @@ const TABLES: [(&str, &str); 12] = [
     ("mcp_sessions", "SELECT COUNT(*) AS n FROM mcp_sessions"),
 ];
 
+/// How long a PostgreSQL connection may wait in the pool before it is tested again on its
+/// way out (it was tested on its way in).
+const TEST_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// How long the record of a posted comment is kept.
 const POSTED_KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long an unused legacy MCP session is kept (clients then open a new one).
@@ -134,10 +138,20 @@ impl Store {
             .max_connections(if sqlite { 3 } else { 8 })
             .idle_timeout(Duration::from_secs(60))
             .acquire_timeout(Duration::from_secs(10))
-            // An SQLite connection is an open file, which cannot go stale while it waits in
-            // the pool: testing it on every acquire would only wake its worker thread once
-            // more per query. A PostgreSQL one can (a restarted server), so it is tested.
-            .test_before_acquire(!sqlite)
+            // sqlx tests every connection as it goes back to the pool; testing it again on
+            // every acquire costs a round trip per query (to SQLite's worker thread, or to
+            // PostgreSQL's server). An SQLite connection is an open file, which cannot go
+            // stale; a PostgreSQL one can (a restarted server), so one that has waited in the
+            // pool for a while is tested before use, and a broken one replaced.
+            .test_before_acquire(false)
+            .before_acquire(move |connection, waited| {
+                Box::pin(async move {
+                    if sqlite || waited.idle_for < TEST_IDLE_AFTER {
+                        return Ok(true);
+                    }
+                    Ok(sqlx::Connection::ping(connection).await.is_ok())
+                })
+            })
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if sqlite {

@@ -639,3 +639,32 @@ async fn mcp_sessions_keep_their_owner_and_end_with_their_persons_keys_or_connec
         );
     }
 }
+
+#[tokio::test]
+async fn a_postgres_connection_that_broke_while_it_waited_in_the_pool_is_replaced() {
+    let store = Store::open_and_migrate(&fresh_postgres().await, Sealer::default())
+        .await
+        .expect("store");
+    store.ping().await.expect("a first query");
+    // Another session ends every connection the pool holds, as a restarted server would.
+    let other = Store::open(store.url(), Sealer::default())
+        .await
+        .expect("a second pool");
+    let ended: i64 = sqlx::query(
+        "SELECT COUNT(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&other.pool)
+    .await
+    .expect("end the pool's connections")
+    .try_get("n")
+    .expect("n");
+    assert!(ended >= 1, "the pool held a connection");
+    other.pool.close().await;
+    // What is under test is how long a connection waited in the pool.
+    tokio::time::sleep(TEST_IDLE_AFTER + Duration::from_millis(200)).await;
+    store
+        .ping()
+        .await
+        .expect("the broken connection is replaced, not handed out");
+}

@@ -37,8 +37,10 @@ pub fn install() -> &'static PrometheusHandle {
     })
 }
 
-/// How often recorded histogram samples are folded into their buckets.
-const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often recorded histogram samples are folded into their buckets: each request leaves
+/// one sample (8 bytes, in blocks) until then, so at 10,000 requests a second, every second
+/// holds about 80 KB where every 5 s held 400 KB.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Folds histogram samples into buckets every few seconds. The recorder keeps every sample
 /// until then (or until a scrape), so without this a server nobody scrapes grows by every
