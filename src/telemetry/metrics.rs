@@ -42,7 +42,7 @@ pub fn install() -> &'static PrometheusHandle {
 /// holds about 80 KB where every 5 s held 400 KB.
 const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Folds histogram samples into buckets every few seconds. The recorder keeps every sample
+/// Folds histogram samples into buckets every second. The recorder keeps every sample
 /// until then (or until a scrape), so without this a server nobody scrapes grows by every
 /// request it answers.
 pub fn spawn_upkeep() -> tokio::task::JoinHandle<()> {
