@@ -14,6 +14,9 @@ use super::{Engine, Store, StoreError};
 /// scans the statement's names for each lookup, so binding grew with the square of the values.
 const STATEMENT_ROWS: [usize; 5] = [1, 4, 16, 64, 256];
 
+/// Most rows one statement holds.
+const MOST_ROWS: usize = STATEMENT_ROWS[STATEMENT_ROWS.len() - 1];
+
 /// Columns per row.
 const COLUMNS: usize = 6;
 
@@ -24,7 +27,8 @@ fn insert_statement(size: usize) -> &'static str {
         STATEMENT_ROWS
             .iter()
             .map(|&rows| {
-                let values = vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ");
+                let row = format!("({})", ["?"; COLUMNS].join(", "));
+                let values = vec![row; rows].join(", ");
                 // A row of NULLs is padding: story_gid is never NULL in a real one.
                 format!(
                     "INSERT INTO posted_stories (story_gid, connection, task_gid, context_name, \
@@ -90,20 +94,19 @@ impl Store {
         Ok(())
     }
 
-    /// SQLite: one statement of bound values per [`STATEMENT_ROWS`]`.last()` stories, since it
+    /// SQLite: one statement of bound values per [`MOST_ROWS`] stories, since it
     /// has no arrays and unpacks JSON more slowly than it binds; a transaction only when there
     /// is more than one. The texts are moved into the statement, not copied (the driver still
     /// copies each once on its way to SQLite).
     async fn record_posted_bound(&self, stories: Vec<PostedStory>) -> Result<(), StoreError> {
-        let most = STATEMENT_ROWS[STATEMENT_ROWS.len() - 1];
-        if stories.len() <= most {
+        if stories.len() <= MOST_ROWS {
             insert_bound(stories).execute(&self.pool).await?;
             return Ok(());
         }
         let mut transaction = self.pool.begin().await?;
         let mut stories = stories.into_iter().peekable();
         while stories.peek().is_some() {
-            let group: Vec<PostedStory> = stories.by_ref().take(most).collect();
+            let group: Vec<PostedStory> = stories.by_ref().take(MOST_ROWS).collect();
             insert_bound(group).execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
@@ -139,7 +142,7 @@ impl Store {
     }
 }
 
-/// The INSERT of `group` (at most [`STATEMENT_ROWS`]`.last()` stories) with every value bound
+/// The INSERT of `group` (at most [`MOST_ROWS`] stories) with every value bound
 /// in order, and NULLs in the rows it does not fill.
 fn insert_bound(
     group: Vec<PostedStory>,
