@@ -56,6 +56,12 @@ impl AutoSource {
         }
     }
 
+    /// The REST source, once REST has been decided: the caller can then fetch from it
+    /// directly, without this source's far larger future (it also holds the MCP path).
+    pub fn decided_rest(&self) -> Option<&RestContextSource> {
+        matches!(self.decided.get(), Some(Kind::Rest)).then_some(&self.rest)
+    }
+
     /// Whether the server can be reached with the decided protocol (deciding first if need
     /// be).
     pub async fn probe(&self) -> Result<(), ContextError> {

@@ -286,12 +286,17 @@ impl ContextSource {
         arguments: &PromptArguments,
     ) -> Result<Context, ContextError> {
         // The MCP futures are several times the size of the REST one; boxed, they do not
-        // make every attach's future (moved whole when it starts) that large.
+        // make every attach's future (moved whole when it starts) that large. Once `auto`
+        // has settled on REST, its REST source is called directly: boxing the whole auto
+        // future (7 KB) cost every attach an allocation and a copy of that size.
         let fetch = || async {
             match &self.kind {
                 SourceKind::Rest(rest) => rest.fetch(name).await,
                 SourceKind::Mcp(mcp) => Box::pin(mcp.fetch(name, arguments)).await,
-                SourceKind::Auto(auto) => Box::pin(auto.fetch(name, arguments)).await,
+                SourceKind::Auto(auto) => match auto.decided_rest() {
+                    Some(rest) => rest.fetch(name).await,
+                    None => Box::pin(auto.fetch(name, arguments)).await,
+                },
             }
         };
         self.retry.run(fetch, ContextError::retry).await

@@ -151,16 +151,16 @@ async fn run_keyed(
         return Ok(Answer::Fresh(result.map_err(|refused| refused.error)));
     };
     let marker = Marker::for_key(key.as_str());
-    let once = state
-        .idempotency
-        .run_once(
-            acting.user_gid(),
-            &key,
-            &fingerprint(&request.canonical()),
-            |resume| run(&state, &acting, &request, &marker, resume),
-            outcome,
-        )
-        .await?;
+    // Boxed: inline, the keyed path's future (claims, waits, the attach) would make every
+    // attach's future half as large again, and that whole future is copied when it starts.
+    let once = Box::pin(state.idempotency.run_once(
+        acting.user_gid(),
+        &key,
+        &fingerprint(&request.canonical()),
+        |resume| run(&state, &acting, &request, &marker, resume),
+        outcome,
+    ))
+    .await?;
     Ok(match once {
         Once::Ran(result) => Answer::Fresh(result.map_err(|refused| refused.error)),
         Once::Replayed(outcome) => Answer::Replayed(outcome),
