@@ -311,6 +311,47 @@ async fn sigterm_shuts_down_gracefully_with_exit_code_0() {
 }
 
 #[tokio::test]
+async fn sigterm_closes_idle_keep_alive_connections_at_once() {
+    use std::io::{Read, Write};
+
+    let dir = tempfile::tempdir().expect("dir");
+    // Far longer than the test waits: an idle connection must not hold up the exit until it
+    // times out.
+    let mut running = start(dir.path(), &[("HTTP_HEADER_TIMEOUT_SECS", "60")]);
+    let address = running.address.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut connection = std::net::TcpStream::connect(&address).expect("connects");
+        connection
+            .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .expect("sent");
+        let mut answer = [0u8; 4096];
+        let read = connection.read(&mut answer).expect("answered");
+        assert!(
+            answer[..read].starts_with(b"HTTP/1.1 200"),
+            "kept alive after a 200"
+        );
+        idle.push(connection);
+    }
+
+    running.send_sigterm();
+    let status = running.wait_exit(Duration::from_secs(5));
+
+    assert!(status.success(), "exit status {status}");
+    for mut connection in idle {
+        connection
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout set");
+        let mut rest = [0u8; 64];
+        assert_eq!(
+            connection.read(&mut rest).expect("closed, not timed out"),
+            0,
+            "the server closed the idle connection"
+        );
+    }
+}
+
+#[tokio::test]
 async fn no_token_or_secret_reaches_the_log_even_at_debug() {
     let asana = MockServer::start().await;
     let context = MockServer::start().await;
