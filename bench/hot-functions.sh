@@ -4,10 +4,9 @@
 # (lld's --symbol-ordering-file) so that a release build lays them out side by side. Counts
 # the first with callgrind over COUNT attaches over HTTP and COUNT over MCP, after a warm-up,
 # and the second over a fresh start and one attach, the linker configured as production runs
-# it. Re-run it
-# after changing the attach path, a dependency or the toolchain, then rebuild; bench/run.sh
-# prints how many of the listed functions the binary still has. Loopback only. Needs valgrind
-# and python3.
+# it. Re-run it after changing the attach path, a dependency or the toolchain, then rebuild;
+# bench/run.sh prints how many of the listed functions the binary still has. Loopback only.
+# Needs valgrind and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
